@@ -1,0 +1,22 @@
+# The two set-up-and-go commands: `make demo` (the main job) and `make test` (the whole suite).
+# Both create .venv on first use. torch is pinned to the CPU wheel that lies on disk on our machines;
+# on a GPU machine install your CUDA build of torch first and `pip install -e '.[dev]'`.
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml setup.py
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet torch==2.13.0
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/lcal info
+
+test: setup
+	tools/check.sh
