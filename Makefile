@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml setup.py
 	touch $(STAMP)
 
 demo: setup
-	$(VENV)/bin/lcal info
+	$(VENV)/bin/lcal demo --out figures
 
 test: setup
 	tools/check.sh

@@ -1,0 +1,95 @@
+"""The local Hugging Face backend on tiny offline models: seeding, n samples, stop strings, logprobs, LoRA, cache."""
+import pytest
+import torch
+
+from lcal.backends import HFBackend, SamplingParams, get_backend
+from lcal.request_cache import RequestCache
+from lcal.tiny import load_tiny
+
+PROMPTS = ["Ada Vell was born in", "The quick brown fox", "Question : where was Ada Vell born ? Answer :"]
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_lm_dir):
+    return get_backend(f"hf:{tiny_lm_dir}", batch_size=4)
+
+
+def texts(out): return [[c.text for c in cs] for cs in out]
+
+
+def test_same_seed_same_text_and_n_samples(backend):
+    params = SamplingParams(n=4, temperature=1.0, max_new_tokens=10, seed=7)
+    first = backend.generate(PROMPTS, params)
+    assert [len(cs) for cs in first] == [4, 4, 4]
+    assert texts(backend.generate(PROMPTS, params)) == texts(first)
+    assert texts(backend.generate(PROMPTS, SamplingParams(n=4, max_new_tokens=10, seed=8))) != texts(first)
+    assert all(len(set(t)) > 1 for t in texts(first))  # the n samples of a prompt differ
+    assert all(c.prompt_tokens > 0 and 0 < c.completion_tokens <= 10 for cs in first for c in cs)
+
+
+def test_batching_does_not_change_greedy_text(backend, tiny_lm_dir):
+    params = SamplingParams(n=2, temperature=0, max_new_tokens=8)
+    one_by_one = [backend.generate([p], params)[0] for p in PROMPTS]
+    assert texts(get_backend(f"hf:{tiny_lm_dir}", batch_size=64).generate(PROMPTS, params)) == texts(one_by_one)
+
+
+def test_stop_strings_cut_text_and_end_rows_early(backend):
+    free = backend.generate(PROMPTS, SamplingParams(temperature=0, max_new_tokens=16))
+    for prompt, [full] in zip(PROMPTS, free):
+        stop = full.text[3:5]
+        [cut] = backend.generate([prompt], SamplingParams(temperature=0, max_new_tokens=16, stop=[stop, "zzzz"]))[0]
+        assert full.text.startswith(cut.text) and stop not in cut.text
+        assert cut.finish_reason == "stop" and cut.completion_tokens < full.completion_tokens
+
+
+def test_logprobs_match_a_forward_pass(backend):
+    prompt = PROMPTS[0]
+    # n=2 takes the shared-prompt path (one prompt pass, its KV cache copied to both rows)
+    c, twin = backend.generate([prompt], SamplingParams(n=2, temperature=0, max_new_tokens=6, logprobs=True))[0]
+    assert c.text == twin.text
+    prompt_ids = backend.tokenizer(prompt)["input_ids"]
+    completion_ids = backend.tokenizer(c.text, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([prompt_ids + completion_ids])
+    with torch.no_grad(): logits = backend.model(ids).logits[0, len(prompt_ids) - 1:-1]
+    expected = torch.log_softmax(logits, -1).gather(-1, ids[0, len(prompt_ids):, None]).squeeze(-1)
+    n = min(len(expected), len(c.logprobs))
+    assert n >= 3 and torch.allclose(torch.tensor(c.logprobs[:n]), expected[:n], atol=1e-4)
+
+
+def test_chat_prompts_use_the_chat_template(backend):
+    chat = [{"role": "user", "content": "Where was Ada Vell born ?"}]
+    [[c]] = backend.generate([chat], SamplingParams(temperature=0, max_new_tokens=5))
+    formatted = backend.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    [[d]] = backend.generate([formatted], SamplingParams(temperature=0, max_new_tokens=5))
+    assert c.text == d.text and c.prompt_tokens == d.prompt_tokens
+
+
+def test_lora_adapter_is_applied(tiny_lm_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    model, _ = load_tiny(tiny_lm_dir)
+    torch.manual_seed(0)
+    peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    params = SamplingParams(temperature=0, max_new_tokens=8)
+    base = get_backend(f"hf:{tiny_lm_dir}").generate(PROMPTS, params)
+    tuned = get_backend(f"hf:{tiny_lm_dir}", adapter=str(tmp_path / "adapter")).generate(PROMPTS, params)
+    assert texts(tuned) != texts(base)
+
+
+def test_cache_makes_a_rerun_generate_nothing(tiny_lm_dir, tmp_path, monkeypatch):
+    backend = get_backend(f"hf:{tiny_lm_dir}", cache=RequestCache(tmp_path / "c.sqlite"))
+    params = SamplingParams(n=3, max_new_tokens=6, seed=1)
+    first = backend.generate(PROMPTS, params)
+    monkeypatch.setattr(backend.model, "generate", lambda *a, **k: pytest.fail("generate called on a cached rerun"))
+    assert backend.generate(PROMPTS, params) == first
+    assert backend.ledger.cache_hits == 9 and backend.ledger.requests == 9
+
+
+def test_in_memory_model_keeps_its_mode_and_rng(tiny_lm_dir):
+    model, tokenizer = load_tiny(tiny_lm_dir)
+    model.train()
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    HFBackend(model=model, tokenizer=tokenizer).generate(PROMPTS, SamplingParams(n=2, max_new_tokens=4, seed=0))
+    assert model.training and torch.equal(torch.rand(1), expected_next)

@@ -1,0 +1,75 @@
+"""RL training scripts under `accelerate launch` with 2 CPU processes (config `cpu_2proc`) on a tiny model."""
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lcal.core import read_json, read_jsonl
+from lcal.launch import launch_command
+from rl_tasks import write_prompts
+
+TESTS_DIR = Path(__file__).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_launched(module: str, argv: list[str], timeout: int = 240) -> subprocess.CompletedProcess:
+    "Run `module` under `accelerate launch` (2 CPU processes); the toy rewards are importable via PYTHONPATH."
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1", "LCAL_PROGRESS": "0"}
+    result = subprocess.run(launch_command(module, argv, "cpu_2proc", main_process_port=free_port()), env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def reward_args(model_dir, **extra) -> list[str]:
+    kwargs = ", ".join([f'"model_dir": "{model_dir}"', *(f'"{k}": {v}' for k, v in extra.items())])
+    return ["--reward", "rl_tasks:target_token_reward", "--reward-kwargs", "{" + kwargs + "}"]
+
+
+def test_ppo_under_accelerate_launch_two_processes(tiny_word_lm_dir, tmp_path):
+    prompts = write_prompts(tmp_path / "prompts.jsonl", repeat=2)
+    out = tmp_path / "ppo"
+    common = ["--policy", str(tiny_word_lm_dir), "--dataset", str(prompts), *reward_args(tiny_word_lm_dir, per_token="true"),
+              "--output-dir", str(out), "--rollout-batch-size", "4", "--mini-batch-size", "4",
+              "--micro-batch-size", "2", "--max-new-tokens", "6", "--save-steps", "2", "--resume"]
+    run_launched("lcal.ppo", [*common, "--total-steps", "2"])
+    checkpoint = out / "checkpoints" / "step-2"
+    assert {"random_states_0.pkl", "random_states_1.pkl"} <= {p.name for p in checkpoint.iterdir()}  # 2 ranks
+    run_launched("lcal.ppo", [*common, "--total-steps", "3"])  # resumes from step 2
+    stats = read_jsonl(out / "stats.jsonl")
+    assert [row["step"] for row in stats] == [1, 2, 3]
+    assert read_json(checkpoint / "ppo_state.json")["step"] == 2
+    assert all(0 < row["response/length"] <= 6 for row in stats)
+    assert (out / "policy" / "config.json").exists() and (out / "value" / "value_head.pt").exists()
+
+
+def test_grpo_under_accelerate_launch_two_processes(tiny_word_lm_dir, tmp_path):
+    prompts = write_prompts(tmp_path / "prompts.jsonl", repeat=2)
+    run_launched("lcal.grpo", ["--model", str(tiny_word_lm_dir), "--dataset", str(prompts),
+                               *reward_args(tiny_word_lm_dir), "--out", str(tmp_path / "grpo"), "--max-steps", "2",
+                               "--num-generations", "4", "--batch-size", "4", "--max-completion-length", "6"])
+    rows = read_jsonl(tmp_path / "grpo" / "reward_curve.jsonl")
+    assert [row["step"] for row in rows] == [1, 2]
+    assert (tmp_path / "grpo" / "model" / "config.json").exists()
+
+
+def test_sft_under_accelerate_launch_two_processes(tiny_lm_dir, tmp_path):
+    from lcal.core import write_jsonl
+    data = write_jsonl(tmp_path / "rows.jsonl", [{"prompt": f"Write about item {i} .", "completion": f"Item {i} is red ."}
+                                                  for i in range(16)])
+    out = tmp_path / "sft"
+    run_launched("lcal.sft", ["--model", str(tiny_lm_dir), "--data", str(data), "--out", str(out), "--max-steps", "3",
+                              "--per-device-train-batch-size", "2", "--logging-steps", "1"])
+    info = read_json(out / "lcal_run.json")
+    assert (info["processes"], info["steps"], info["rows"]) == (2, 3, 16)
+    assert [row["step"] for row in read_jsonl(out / "loss.jsonl")] == [1, 2, 3]
+    assert (out / "model.safetensors").exists() and not (tmp_path / ".sft.partial").exists()

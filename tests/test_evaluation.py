@@ -1,0 +1,284 @@
+"""End-to-end tests of lcal.evaluation: LLM-prompted judges on a scripted fake backend, the `lcal eval` command on a
+tiny local model, resumability (zero calls on rerun), bad input and unparseable judge replies."""
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lcal.backends import Backend, Completion, HFBackend
+from lcal.evaluation import (MetricSettings, Roles, eval_command, evaluate_biographies, evaluate_model,
+                             evaluate_paragraphs, write_report)
+from lcal.llm_roles import (BM25, LLMAnswerExtractor, LLMClaimDecomposer, LLMClaimVerifier, LLMEquivalenceJudge,
+                            LLMForecaster)
+
+FACTS = {"Ada Brisk": ("Qorvath", "1931"), "Bram Holt": ("Lindmere", "1950"), "Cleo Varn": ("Ostwick", "1922")}
+
+
+def question_rows():
+    rows = []
+    for i, (name, (city, year)) in enumerate(FACTS.items()):
+        prompt = f"Write a biography of {name} ."
+        rows += [{"query_id": f"q{i}", "prompt": prompt, "question_id": f"{i}-city",
+                  "question": f"Where was {name} born?", "answer": city},
+                 {"query_id": f"q{i}", "prompt": prompt, "question_id": f"{i}-year",
+                  "question": f"When was {name} born?", "answer": year, "aliases": [year, f"in {year}"]}]
+    return rows
+
+
+class ScriptedJudge(Backend):
+    """A fake LLM judge that reads our prompts the way a good model would, and counts its requests.
+    It answers in varied formats (JSON, line formats, percentages) and, for prompts mentioning 'Cleo', replies
+    with prose the parsers must reject."""
+    kind = "scripted"
+
+    def __init__(self):
+        super().__init__("judge")
+        self.calls = 0
+
+    def _complete(self, requests, params, record):
+        for j, request in enumerate(requests):
+            self.calls += 1
+            record(j, Completion(self.reply(request.prompt[-1]["content"]), 10, 10))
+
+    def reply(self, prompt):
+        if "Cleo" in prompt: return "Let me think about this carefully."
+        if prompt.startswith("You read a paragraph"):
+            question = re.search(r"Question: (.*)", prompt).group(1)
+            paragraph = prompt.split("Paragraph:\n")[1].split("\n\nList every")[0]
+            kind = r"\b\d{4}\b" if question.startswith("When") else r"\b(?:Qorvath|Lindmere|Ostwick|Vexium)\b"
+            found = re.findall(kind, paragraph)
+            return json.dumps({"answers": found}) if found else "Answers: none"
+        if prompt.startswith("You are a reader"):
+            paragraph = prompt.split("Paragraph:\n")[1].split("\n\nQuestion:")[0]
+            answer = re.search(r"Candidate answer: (.*)", prompt).group(1)
+            stated = re.search(rf"{answer} \((\d+)%\)", paragraph)
+            return f"Probability: {stated.group(1)}%" if stated else '{"probability": 1.0}'
+        if prompt.startswith("For each numbered item"):
+            items = re.findall(r"Item (\d+)\nQuestion: .*\nReference answers: (.*)\nProvided answer: (.*)", prompt)
+            return json.dumps({i: "yes" if a in refs.split(" | ") else "no" for i, refs, a in items})
+        if prompt.startswith("Split the text"):
+            text = prompt.split("Text:\n")[1].split("\n\nRules:")[0]
+            claims = []
+            for group, sentence in enumerate(s.strip() for s in text.split(".") if s.strip()):
+                options = re.findall(r"(\w+) \((\d+)%\)", sentence)
+                subject = sentence.split(" was ")[0]
+                for value, pct in options:
+                    claims.append({"claim": f"{subject} was born in {value}", "hedge": f"{pct}%", "group": group})
+                if not options: claims.append({"claim": sentence, "hedge": "", "group": None})
+            return json.dumps({"claims": claims})
+        if prompt.startswith("Decide whether"):
+            evidence, claim = prompt.split("Evidence:\n")[1].split("\n\nClaim: ")
+            value = claim.splitlines()[0].split()[-1]
+            return '{"verdict": "supported"}' if value in evidence else '{"verdict": "not supported"}'
+        raise AssertionError(f"unexpected prompt: {prompt[:60]}")
+
+
+@pytest.fixture
+def judge():
+    backend = ScriptedJudge()
+    return backend, Roles(LLMAnswerExtractor(backend), LLMForecaster(backend), LLMEquivalenceJudge(backend, batch_size=4))
+
+
+PARAGRAPHS = [
+    {"query_id": "q0", "paragraph": "Ada Brisk was born in Qorvath (70%) or Lindmere (30%), in 1931."},
+    {"query_id": "q1", "paragraph": "Bram Holt was born in Ostwick (60%). Little is known about his early life."},
+    {"query_id": "q2", "paragraph": "Cleo Varn was born in Ostwick in 1922."},
+]
+
+
+def test_llm_judged_qa_evaluation_follows_the_conventions_and_resumes(judge, tmp_path):
+    backend, roles = judge
+    ev = evaluate_paragraphs(question_rows(), PARAGRAPHS, roles, tmp_path, "lc", "toy",
+                             metrics=MetricSettings(n_resamples=500))
+    items = ev.items.set_index("question_id")
+    assert items.loc["0-city", "graded_answer"] == "Qorvath" and items.loc["0-city", "confidence"] == pytest.approx(0.7)
+    assert items.loc["0-city", "correct"] and items.loc["0-year", "correct"]
+    assert items.loc["1-city", "confidence"] == pytest.approx(0.6) and not items.loc["1-city", "correct"]
+    # no answer to the year question: confidence 1 and incorrect
+    assert pd.isna(items.loc["1-year", "graded_answer"]) and items.loc["1-year", "confidence"] == 1.0
+    # Cleo's replies are unparseable: counted as failures (after 2 re-asks each), graded at confidence 1, incorrect
+    assert ev.report["extract_failures"] == 2 and items.loc["2-city", "extract_failed"]
+    assert not items.loc["2-city", "correct"] and items.loc["2-city", "confidence"] == 1.0
+    assert ev.report["accuracy"] == pytest.approx(2 / 6)
+    calls = backend.calls
+    again = evaluate_paragraphs(question_rows(), PARAGRAPHS, roles, tmp_path, "lc", "toy",
+                                metrics=MetricSettings(n_resamples=500))
+    assert backend.calls == calls and again.report == ev.report
+    # a different judge setting re-runs only the judge stage
+    roles.judge.batch_size = 2
+    evaluate_paragraphs(question_rows(), PARAGRAPHS, roles, tmp_path, "lc", "toy", metrics=MetricSettings(n_resamples=500))
+    assert backend.calls - calls == 2                  # 3 graded answers in batches of 2, no extraction/forecast calls
+
+
+def test_non_confidence_method_has_ece_one_minus_accuracy(judge, tmp_path):
+    _, roles = judge
+    ev = evaluate_paragraphs(question_rows(), PARAGRAPHS, roles, tmp_path, "plain", "toy", confidence=False,
+                             metrics=MetricSettings(n_resamples=300))
+    assert (ev.items.confidence == 1).all()
+    assert ev.report["ece"] == pytest.approx(1 - ev.report["accuracy"])
+    assert ev.report["ece_low"] == pytest.approx(1 - ev.report["accuracy_high"])
+
+
+def test_bad_input_names_file_and_column_and_keeps_finished_stages(judge, tmp_path):
+    backend, roles = judge
+    evaluate_paragraphs(question_rows(), PARAGRAPHS, roles, tmp_path / "out", "lc", metrics=MetricSettings(n_resamples=100))
+    stages = sorted(p.relative_to(tmp_path) for p in (tmp_path / "out").rglob("*.parquet"))
+    bad = tmp_path / "paragraphs.jsonl"
+    bad.write_text("\n".join(json.dumps({"query_id": r["query_id"], "text": r["paragraph"]}) for r in PARAGRAPHS))
+    with pytest.raises(ValueError, match=r"paragraphs.jsonl: missing column 'paragraph'$"):
+        evaluate_paragraphs(question_rows(), bad, roles, tmp_path / "out", "lc")
+    bad_q = tmp_path / "questions.csv"
+    pd.DataFrame(question_rows()).drop(columns="answer").to_csv(bad_q, index=False)
+    assert eval_command(["--questions", str(bad_q), "--paragraphs", f"lc={bad}", "--judge", "hf:x",
+                         "--out", str(tmp_path / "out")]) == 2
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "out").rglob("*.parquet")) == stages
+
+
+def test_biography_evaluation_pools_claims_with_bm25_evidence(tmp_path):
+    backend = ScriptedJudge()
+    pages = BM25([{"title": name, "text": f"{name} was born in {city} in {year} ."}
+                  for name, (city, year) in FACTS.items()], k=1)
+    texts = [{"topic": "Ada Brisk", "text": "Ada Brisk was born in Qorvath (70%) or Lindmere (30%). Ada Brisk was born in 1931."},
+             {"topic": "Bram Holt", "text": "Bram Holt was born in Ostwick (60%)."},
+             {"topic": "Cleo Varn", "text": "Cleo Varn was a glassblower."}]
+    ev = evaluate_biographies(texts, LLMClaimDecomposer(backend), LLMClaimVerifier(backend, pages), tmp_path, "lc",
+                              metrics=MetricSettings(n_resamples=200))
+    assert ev.items[["claim", "confidence", "correct"]].values.tolist() == [
+        ["Ada Brisk was born in Qorvath", 0.7, True], ["Ada Brisk was born in 1931", 1.0, True],
+        ["Bram Holt was born in Ostwick", 0.6, False]]
+    assert ev.report["decompose_failures"] == 1 and ev.report["no_claims"] == 1
+    calls = backend.calls
+    evaluate_biographies(texts, LLMClaimDecomposer(backend), LLMClaimVerifier(backend, pages), tmp_path, "lc",
+                         metrics=MetricSettings(n_resamples=200))
+    assert backend.calls == calls
+
+
+def test_evaluate_model_and_report_with_a_tiny_local_model(judge, tiny_lm_dir, tmp_path, monkeypatch):
+    _, roles = judge
+    generated = []
+    original = HFBackend._complete
+    monkeypatch.setattr(HFBackend, "_complete", lambda self, requests, *a: (generated.append(len(requests)),
+                                                                             original(self, requests, *a))[1])
+    from lcal.backends import SamplingParams
+    params = SamplingParams(temperature=0.3, max_new_tokens=6, seed=0)
+    evs = [evaluate_model(f"hf:{tiny_lm_dir}", question_rows(), roles, tmp_path, name, "toy", confidence=conf,
+                          params=params, samples=2, metrics=MetricSettings(n_resamples=100)) for name, conf in
+           (("tiny", True), ("tiny-plain", False))]
+    assert generated == [6]                              # 3 prompts × 2 samples, generated once for both methods
+    assert len(evs[0].items) == 12 and set(evs[0].items["sample"]) == {0, 1}
+    paths = write_report(evs, tmp_path)
+    table = pd.read_csv(paths["table_csv"])
+    assert table.method.tolist() == ["tiny", "tiny-plain"] and {"ece_low", "brier_high", "judge_failures"} <= set(table)
+    assert paths["reliability_toy"].stat().st_size > 10_000 and paths["frontier"].exists()
+
+
+def test_lcal_eval_command_end_to_end_with_an_unparseable_judge(tiny_lm_dir, tmp_path, capsys, monkeypatch):
+    "The tiny untrained model is both the evaluated model and the judge: every judge reply is unreadable."
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("\n".join(json.dumps(r) for r in question_rows()))
+    calls = []
+    original = HFBackend._complete
+    monkeypatch.setattr(HFBackend, "_complete", lambda self, requests, *a: (calls.append(len(requests)),
+                                                                             original(self, requests, *a))[1])
+    argv = ["--questions", str(questions), "--model", f"tiny=hf:{tiny_lm_dir}", "--judge", f"hf:{tiny_lm_dir}",
+            "--out", str(tmp_path / "out"), "--max-new-tokens", "6", "--judge-max-new-tokens", "6",
+            "--resamples", "200", "--lc-compat", "--n-bins", "2"]
+    assert eval_command(argv) == 0
+    first = capsys.readouterr().out
+    assert "| questions | tiny | 6 |" in first and "(lc_compat)" in first
+    table = pd.read_csv(tmp_path / "out" / "table.csv")
+    assert table.extract_failures[0] == 6 and table.accuracy[0] == 0 and table.ece[0] == 1
+    assert (tmp_path / "out" / "figures" / "reliability_questions.png").exists()
+    assert sum(calls) > 0
+    calls.clear()
+    assert eval_command(argv) == 0                       # a rerun of a finished evaluation: no model calls at all
+    assert calls == [] and "judge requests: 0" in capsys.readouterr().out
+
+
+def test_lcal_eval_on_world_questions_with_biographies_and_given_paragraphs(tiny_lm_dir, tmp_path, capsys):
+    "World questions + already written paragraphs + the per-claim path; the gibberish judge fails every item."
+    from lcal.world import build_world
+    from lcal.evaluation import world_questions
+    world = build_world("tiny")
+    entities = world.heldout_entities[:2]
+    paragraphs = tmp_path / "paragraphs.jsonl"
+    paragraphs.write_text("\n".join(json.dumps({"query_id": str(e.id), "paragraph": world.statement(
+        e, "birth_city", [e.attributes["birth_city"]], "likely")}) for e in entities))
+    assert set(world_questions(world, limit=2).query_id) == {str(e.id) for e in entities}
+    argv = ["--world", "tiny", "--limit", "2", "--paragraphs", f"lc={paragraphs}", "--judge", f"hf:{tiny_lm_dir}",
+            "--judge-max-new-tokens", "4", "--biographies", "--out", str(tmp_path / "out"), "--resamples", "100"]
+    assert eval_command(argv) == 0
+    out = capsys.readouterr().out
+    assert "| world-heldout | lc | 8 |" in out and "| biographies | lc | 0 |" in out
+    table = pd.read_csv(tmp_path / "out" / "table.csv")
+    assert table.decompose_failures[1] == 2 and table.extract_failures[0] == 8
+
+
+def test_api_judges_through_the_openai_sdk_are_cached_per_request(tmp_path, monkeypatch):
+    "LLM judges on the OpenAI backend (real SDK, local fake server): a rerun sends no request, even without stages."
+    import shutil
+    import fake_llm_server
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    scripted = ScriptedJudge()
+    monkeypatch.setattr(fake_llm_server, "reply_text",
+                        lambda body: scripted.reply(fake_llm_server.last_user_text(body["messages"])))
+    from lcal.backends import get_backend
+    with fake_llm_server.FakeLLMServer() as server:
+        def run():
+            backend = get_backend("openai:judge-model", base_url=server.url + "/v1", cache=True)
+            roles = Roles(LLMAnswerExtractor(backend), LLMForecaster(backend), LLMEquivalenceJudge(backend))
+            return evaluate_paragraphs(question_rows(), PARAGRAPHS, roles, tmp_path / "out", "lc",
+                                       metrics=MetricSettings(n_resamples=100))
+        first = run()
+        sent = server.requests
+        assert first.report["accuracy"] == pytest.approx(2 / 6) and first.report["extract_failures"] == 2
+        assert sent == 6 + 2 * 2 + 4 + 1            # 6 extractions + 2 re-asks for each of Cleo's, 4 forecasts, 1 batch
+        shutil.rmtree(tmp_path / "out")                # lose every stage: the request cache still answers
+        assert run().report["accuracy"] == first.report["accuracy"] and server.requests == sent
+
+
+def test_questions_can_be_lc_query_objects(judge, tmp_path):
+    from lcal.lc import Query, Question
+    by_query = {}
+    for row in question_rows():
+        by_query.setdefault(row["query_id"], Query(row["query_id"], row["prompt"], [])).questions.append(
+            Question(row["question_id"], row["question"], row["answer"], row.get("aliases", [])))
+    backend, roles = judge
+    from_objects = evaluate_paragraphs(list(by_query.values()), PARAGRAPHS, roles, tmp_path, "lc",
+                                       metrics=MetricSettings(n_resamples=100))
+    calls = backend.calls
+    from_rows = evaluate_paragraphs(question_rows(), PARAGRAPHS, roles, tmp_path, "lc",
+                                    metrics=MetricSettings(n_resamples=100))
+    assert backend.calls == calls                        # the same items: every stage is reused
+    assert from_objects.report == from_rows.report and from_objects.report["accuracy"] == pytest.approx(2 / 6)
+
+
+def test_world_oracle_judges_and_their_settings_key_the_stages(tmp_path):
+    from lcal.world import ConfidenceLexicon, build_world
+    from lcal.world_roles import WorldEquivalenceJudge, WorldReader
+    from lcal.evaluation import world_questions
+    world = build_world("tiny")
+    entities = world.heldout_entities[:3]
+    rows = [{"query_id": str(e.id), "paragraph": " ".join([
+        world.statement(e, "birth_city", [e.attributes["birth_city"]], "likely"),
+        world.statement(e, "birth_year", ["1901" if e.attributes["birth_year"] != "1901" else "1902"], "certain")])}
+        for e in entities]
+    questions = world_questions(world, limit=3)
+
+    def run(lexicon):
+        reader = WorldReader(world, lexicon=lexicon)
+        return evaluate_paragraphs(questions, rows, Roles(reader, reader, WorldEquivalenceJudge(world)), tmp_path,
+                                   "base", "world", metrics=MetricSettings(n_resamples=200))
+
+    ev = run(ConfidenceLexicon())
+    items = ev.items.set_index("question_id")
+    city, year = f"{entities[0].id}-birth_city", f"{entities[0].id}-birth_year"
+    assert items.loc[city, "correct"] and items.loc[city, "confidence"] == pytest.approx(ConfidenceLexicon().likely)
+    assert not items.loc[year, "correct"] and items.loc[year, "confidence"] == pytest.approx(ConfidenceLexicon().certain)
+    assert ev.report["no_answer"] == pytest.approx(0.5)          # occupation and employer are omitted
+    forecasts = len(list((tmp_path / "stages" / "forecast").glob("*.parquet")))
+    changed = run(ConfidenceLexicon(likely=0.6))                 # a new lexicon re-runs the forecast stage
+    assert len(list((tmp_path / "stages" / "forecast").glob("*.parquet"))) == forecasts + 1
+    assert changed.items.set_index("question_id").loc[city, "confidence"] == pytest.approx(0.6)

@@ -1,0 +1,42 @@
+"""SFT end to end through its script entry (`python -m lcal.sft`), the way `accelerate launch` runs it."""
+import subprocess
+import sys
+
+import pytest
+
+from lcal.core import read_json, read_jsonl, write_jsonl
+from lcal.sft import LOSS_FILE, RUN_FILE, main
+
+
+def run_sft(*args):
+    return subprocess.run([sys.executable, "-m", "lcal.sft", *map(str, args)], capture_output=True, text=True)
+
+
+def test_sft_script_trains_with_replay(tiny_lm_dir, tmp_path):
+    data = write_jsonl(tmp_path / "rows.jsonl", [{"prompt": f"Write about item {i} .", "completion": f"Item {i} is red ."}
+                                                  for i in range(6)])
+    replay = write_jsonl(tmp_path / "replay.jsonl", [{"text": f"Pretraining document {i} ."} for i in range(10)])
+    out = tmp_path / "model"
+    args = ["--model", tiny_lm_dir, "--data", data, "--out", out, "--max-steps", 3,
+            "--per-device-train-batch-size", 4, "--logging-steps", 1, "--replay", replay, "--replay-count", 4]
+    first = run_sft(*args)
+    assert first.returncode == 0, first.stderr
+    info = read_json(out / RUN_FILE)
+    assert (info["rows"], info["steps"]) == (10, 3)  # 6 rows + 4 replay texts
+    curve = read_jsonl(out / LOSS_FILE)
+    assert [row["step"] for row in curve] == [1, 2, 3] and all(row["loss"] > 0 for row in curve)
+    assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
+    assert not (tmp_path / ".model.partial").exists()
+    with pytest.raises(ValueError, match="trained from other inputs"):  # another replay count is another run
+        main(list(map(str, args[:-1])) + ["5"])
+
+
+def test_sft_script_bad_input_is_one_line(tiny_lm_dir, tmp_path, capsys):
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "q", "completion": "a"}, {"prompt": "q", "answer": "a"}])
+    for data, message in ((bad, "bad.jsonl: row 1 has no string field 'completion'"),
+                          (tmp_path / "nope.jsonl", "no such file")):
+        with pytest.raises(SystemExit) as exit:
+            main(["--model", str(tiny_lm_dir), "--data", str(data), "--out", str(tmp_path / "m")])
+        err = capsys.readouterr().err
+        assert exit.value.code == 2 and message in err and err.strip().count("\n") == 0, err
+    assert not (tmp_path / "m").exists()
