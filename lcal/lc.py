@@ -225,18 +225,18 @@ def rl_rows(queries: Sequence[Query]) -> list[dict]:
 
 
 def forecast_label_rows(rows: Sequence[dict]) -> list[dict]:
-    "ForecastProbs training rows (`{text, label}`): every (question, paragraph, candidate) with the reader's forecast."
-    from lcal.reward_models import FORECAST_TEMPLATE, reader_input
-    return [{"text": reader_input(FORECAST_TEMPLATE, r["question"], r["lc_sft_generated_paragraph"], a), "label": p}
-            for r in rows for a, p in zip(r["lc_sft_ground_truth_and_extracted_answers"], r["lc_sft_forecasted_probs"])]
+    "ForecastProbs training rows (`{text, label}`) from reader rows, unrolled and checked by `lcal.lc_data`."
+    import pandas as pd
+    from lcal.lc_data import forecast_rows, reward_model_rows
+    return reward_model_rows(forecast_rows(pd.DataFrame(list(rows))))
 
 
 def correctness_label_rows(rows: Sequence[dict]) -> list[dict]:
-    "Factuality RM training rows (`{text, label}`): the factuality paragraph, question and ground truth, 0/1 label."
-    from lcal.reward_models import CORRECTNESS_TEMPLATE, reader_input
-    return [{"text": reader_input(CORRECTNESS_TEMPLATE, r["question"], r["factuality_sft_generated_paragraph"],
-                                  r["ground_truth_top_answer"]), "label": r["factuality_sft_binary_correctness"]}
-            for r in rows]
+    "Factuality RM training rows (`{text, label}`, 0/1) from reader rows, checked by `lcal.lc_data`."
+    import pandas as pd
+    from lcal.lc_data import correctness_rows, reward_model_rows
+    from lcal.reward_models import CORRECTNESS_TEMPLATE
+    return reward_model_rows(correctness_rows(pd.DataFrame(list(rows))), CORRECTNESS_TEMPLATE)
 
 
 READER_MODELS = {"extractor": None, "forecaster": forecast_label_rows, "factuality_rm": correctness_label_rows}
