@@ -19,6 +19,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 FAILURE_MODES = ("429", "500", "drop")
 
 
+class LocalHTTPServer(ThreadingHTTPServer):
+    "A thread per connection, and a listen backlog deep enough that a burst of concurrent connects is never dropped."
+    request_queue_size = 256  # socketserver's default of 5 drops connects beyond it: the client sees resets, retries
+
+
 def last_user_text(messages: list) -> str:
     "The content of the last user message (string content or a list of text blocks)."
     content = [m for m in messages if m.get("role") == "user"][-1]["content"]
@@ -49,8 +54,7 @@ class FakeLLMServer:
         self.answered: list[str] = []  # reply texts sent back, in order
         self.in_flight = self.max_in_flight = 0
         self.auth_headers: set[str] = set()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self.httpd.daemon_threads = True
+        self.httpd = LocalHTTPServer(("127.0.0.1", port), self._handler())
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.thread = None
@@ -80,6 +84,7 @@ class FakeLLMServer:
     def _handler(server):
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are two writes: with Nagle the body waits ~40 ms
 
             def log_message(self, *args): pass
 
@@ -100,7 +105,9 @@ class FakeLLMServer:
 
             def do_GET(self):
                 if self.path != "/stats": return self._error(404, "not_found_error", f"no route {self.path}")
-                with server.lock: self._send(200, {"requests": server.requests, "injected": server.injected})
+                with server.lock: stats = {"requests": server.requests, "injected": server.injected,
+                                           "max_in_flight": server.max_in_flight}
+                self._send(200, stats)
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
