@@ -129,16 +129,11 @@ def test_concurrency_is_bounded():
 
 
 def test_fake_server_is_not_the_bottleneck():
-    "A burst of 32 connects is accepted at once (listen backlog), and replies are not held back by Nagle's algorithm."
+    "A burst of 32 connects is accepted at once (listen backlog): no connection is reset and retried."
     with FakeLLMServer(latency=0.25) as server:
         backend = backend_for("openai", server, cache=False, concurrency=32)
         backend.generate([f"q{i}" for i in range(32)])
         assert server.max_in_flight == 32 and backend.ledger.retries == 0
-    with FakeLLMServer() as server:
-        backend = backend_for("openai", server, cache=False, concurrency=1)
-        start = time.perf_counter()
-        backend.generate([f"q{i}" for i in range(30)])
-        assert time.perf_counter() - start < 0.6  # a Nagle stall waits for the delayed ACK: 30 x 40 ms
 
 
 def test_cache_stores_no_key_and_can_be_switched_off(tmp_path):
