@@ -39,7 +39,7 @@ def test_demo_writes_results_schema_and_figures(demo_run):
         assert 0 <= row["accuracy"] <= 1 and 0 <= row["ece"] <= 1 and 0 <= row["brier"] <= 1
         assert row["accuracy_ci"][0] <= row["accuracy"] <= row["accuracy_ci"][1]
         assert len(row["ece_ci"]) == 2
-    for figure in ("lc_world_reliability.png", "lc_world_frontier.png"):
+    for figure in ("lc_world_reliability.png", "lc_world_frontier.png", "lc_world_rl_rewards.png"):
         assert (root / "figures" / figure).stat().st_size > 10_000
 
 
@@ -55,6 +55,26 @@ def test_stages_leave_reader_data_and_curves(demo_run):
     for method in ("lc_rl", "factuality_rl"):
         assert (root / "run" / method / "reward_curve.jsonl").exists()
         assert (root / "run" / method / "model" / "config.json").exists()
+
+
+def test_reader_models_record_their_heldout_fit(demo_run):
+    root, _ = demo_run
+    for name in ("forecaster", "factuality_rm"):
+        info = json.loads((root / "run" / name / "model" / "lcal_run.json").read_text())
+        assert info["eval_rows"] > 0 and info["eval_mse_after"] is not None
+
+
+def test_ppo_runs_as_an_rl_stage_beside_grpo(demo_run):
+    root, _ = demo_run
+    config = quick_config()
+    config.rl_algorithm = "ppo"
+    pipeline = LCPipeline(config, root / "run")
+    out = pipeline.rl("lc_rl")
+    assert out.name == "lc_rl_ppo" and (root / "run" / "lc_rl").exists()  # the GRPO run is kept
+    curve = [json.loads(line) for line in (out / "reward_curve.jsonl").open()]
+    assert [row["step"] for row in curve] == [1, 2] and all("reward/mean" in row for row in curve)
+    assert (out / "model" / "config.json").exists() and not (out / "trainer").exists()
+    assert set(pipeline.skipped) >= {"lc_sft", "extractor", "forecaster"}  # only the PPO stage ran
 
 
 def test_rerun_resumes_without_running_a_stage(demo_run):
