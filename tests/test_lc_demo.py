@@ -61,7 +61,7 @@ def test_reader_models_record_their_heldout_fit(demo_run):
     root, _ = demo_run
     for name in ("forecaster", "factuality_rm"):
         info = json.loads((root / "run" / name / "model" / "lcal_run.json").read_text())
-        assert info["eval_rows"] > 0 and info["eval_mse_after"] is not None
+        assert info["eval_rows"] > 0 and info["eval_mse_after"] is not None and info["eval_log_error_after"] is not None
 
 
 def test_ppo_runs_as_an_rl_stage_beside_grpo(demo_run):
