@@ -119,7 +119,7 @@ def demo_command(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0, help="world and training seed (default: 0)")
     parser.add_argument("--run-dir", help="where the stages keep their outputs (default: under the lcal home, "
                                           "keyed by the settings, so a rerun resumes)")
-    parser.add_argument("--rl-steps", type=int, help=f"optimizer steps of each RL run (default: {LCConfig.rl_max_steps})")
+    parser.add_argument("--rl-steps", type=int, help=f"batches of rollouts in each RL run (default: {LCConfig.rl_max_steps})")
     parser.add_argument("--rl-seconds", type=float, help="an optional wall-clock cap on each RL run")
     args = parser.parse_args(argv)
     config = LCConfig(world=args.world, seed=args.seed)
