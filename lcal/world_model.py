@@ -133,7 +133,7 @@ def pretrain_world_model(world: World | str, force: bool = False) -> Path:
     final = world_dir(world) / "base_model"
     if (final / MODEL_INFO).exists() and not force: return final
     tokenizer = world_tokenizer(world)
-    with torch_threads(): model, stats = pretrain(world, tokenizer)
+    with torch_threads(world.config.pretrain.threads): model, stats = pretrain(world, tokenizer)
     tmp = final.with_name(f".base_model.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)

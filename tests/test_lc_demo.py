@@ -53,7 +53,8 @@ def test_stages_leave_reader_data_and_curves(demo_run):
         assert len(row["lc_sft_ground_truth_and_extracted_answers"]) == len(row["lc_sft_forecasted_probs"])
         assert row["factuality_sft_binary_correctness"] in (0, 1)
     for method in ("lc_rl", "factuality_rl"):
-        assert (root / "run" / method / "reward_curve.jsonl").exists()
+        curve = [json.loads(line) for line in (root / "run" / method / "reward_curve.jsonl").open()]
+        assert [row["step"] for row in curve] == [1, 3]  # 2 batches of rollouts, 2 optimizer steps on each
         assert (root / "run" / method / "model" / "config.json").exists()
 
 
