@@ -18,7 +18,7 @@ from transformers import PrinterCallback, TrainerCallback
 
 from .core import get_logger, lcal_path, progress_enabled, read_jsonl, write_jsonl
 from .rewards import load_reward_fn
-from .sft import cpu_bf16_supported
+from .sft import cpu_bf16_supported, training_attention
 
 # %% auto #0
 __all__ = ['ALGORITHMS', 'TRL_BOOKKEEPING', 'rl_config', 'completion_text', 'trl_reward', 'freeze_input_embeddings', 'TimeLimit',
@@ -113,7 +113,7 @@ def train_rl(model, tokenizer, dataset, reward_fn: Callable[..., Sequence[float]
     config = config or rl_config(lcal_run_dir(algorithm), algorithm)
     if isinstance(model, (str, Path)):
         from transformers import AutoModelForCausalLM
-        model = AutoModelForCausalLM.from_pretrained(model)
+        model = AutoModelForCausalLM.from_pretrained(model, **training_attention(config.bf16))
     if freeze_embeddings: freeze_input_embeddings(model)
     curve = RewardCurve(curve_path)
     trainer_class = RLOOTrainer if type(config).__name__ == "RLOOConfig" else GRPOTrainer

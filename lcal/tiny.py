@@ -65,6 +65,7 @@ class TinyModelConfig:
     intermediate_size: int = 128
     max_position_embeddings: int = 256
     tie_word_embeddings: bool = True
+    attention: str = "sdpa"  # transformers' attn_implementation (not saved with the model: a reload gets the default)
     seed: int = 0
 
 
@@ -77,7 +78,7 @@ def build_tiny_model(tokenizer, config: TinyModelConfig | None = None):
         num_hidden_layers=config.num_layers, num_attention_heads=config.num_heads,
         num_key_value_heads=config.num_kv_heads, max_position_embeddings=config.max_position_embeddings,
         tie_word_embeddings=config.tie_word_embeddings, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, attn_implementation=config.attention)
     torch.manual_seed(config.seed)
     model = LlamaForCausalLM(llama_config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -91,7 +91,7 @@ def pretrain(world: World, tokenizer, log_every: int = 50):
     seed_everything(cfg.seed)
     model = build_tiny_model(tokenizer, TinyModelConfig(
         hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, num_heads=cfg.num_heads, num_kv_heads=cfg.num_heads,
-        intermediate_size=cfg.intermediate_size, max_position_embeddings=256, seed=cfg.seed))
+        intermediate_size=cfg.intermediate_size, max_position_embeddings=256, attention=cfg.attention, seed=cfg.seed))
     docs = [ids + [tokenizer.eos_token_id] for ids in tokenizer(world.corpus).input_ids]
     rows = _rows(docs, cfg.seq_len, np.random.default_rng(cfg.seed))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
