@@ -477,8 +477,9 @@ class LCPipeline:
         def build(d: Path):
             from transformers import AutoTokenizer
             tokenizer = AutoTokenizer.from_pretrained(init / "model")
-            train = self._train_ppo if self.config.rl_algorithm == "ppo" else self._train_grpo
-            train(init / "model", tokenizer, self.reward_function(method), reward_stages[-1] / "model", d)
+            if self.config.rl_algorithm == "ppo":  # the value model starts from the reward model's backbone
+                self._train_ppo(init / "model", tokenizer, self.reward_function(method), reward_stages[-1] / "model", d)
+            else: self._train_grpo(init / "model", tokenizer, self.reward_function(method), d)
             tokenizer.save_pretrained(d / "model")
             shutil.rmtree(d / "trainer", ignore_errors=True)
         settings = self.config.stage_settings("rl_algorithm", "rl_max_steps", "rl_iterations", "rl_seconds",
@@ -494,7 +495,7 @@ class LCPipeline:
         algorithm = self.config.rl_algorithm
         return f"{method}_{algorithm}" if method in self.RL_INIT and algorithm != "grpo" else method
 
-    def _train_grpo(self, init: Path, tokenizer, reward, reward_model: Path, d: Path) -> None:
+    def _train_grpo(self, init: Path, tokenizer, reward, d: Path) -> None:
         from datasets import Dataset
         from lcal.grpo import rl_config, train_rl
         c = self.config
@@ -614,5 +615,5 @@ def lc_command(argv: list[str]) -> int:
         print(out)
         if args.curve and args.stage in LCPipeline.RL_INIT:
             from lcal.demo import plot_reward_curves
-            print(plot_reward_curves({f"{out.name} ({args.rl_algorithm})": out / "reward_curve.jsonl"}, args.curve))
+            print(plot_reward_curves({f"{args.stage} ({args.rl_algorithm})": out / "reward_curve.jsonl"}, args.curve))
     return 0
