@@ -129,7 +129,7 @@ def train_rl(model, tokenizer, dataset, reward_fn: Callable[..., Sequence[float]
 def main(argv: Sequence[str] | None = None) -> int:
     "Train with GRPO/RLOO from the command line; see `--help`."
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
     parser = argparse.ArgumentParser(prog="python -m lcal.grpo", description=main.__doc__)
     parser.add_argument("--model", required=True, help="causal LM directory or hub name")
     parser.add_argument("--dataset", required=True, help="JSONL with a 'prompt' column (and any reward columns)")
@@ -156,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        per_device_train_batch_size=args.batch_size, num_generations=args.num_generations,
                        max_completion_length=args.max_completion_length, temperature=args.temperature,
                        seed=args.seed, **extra)
-    trainer = train_rl(AutoModelForCausalLM.from_pretrained(args.model), AutoTokenizer.from_pretrained(args.model),
+    trainer = train_rl(args.model, AutoTokenizer.from_pretrained(args.model),  # a path: loaded with `training_attention`
                        dataset, reward_fn, config=config, freeze_embeddings=not args.train_embeddings,
                        time_limit=args.time_limit, curve_path=out / "reward_curve.jsonl")
     trainer.save_model(str(out / "model"))

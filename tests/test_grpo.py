@@ -5,6 +5,7 @@ from datasets import Dataset
 
 from lcal.core import read_jsonl
 from lcal.grpo import main, rl_config, train_rl
+from lcal.sft import training_attention
 from lcal.tiny import load_tiny
 from rl_tasks import PROMPTS, target_token_reward, write_prompts
 
@@ -34,3 +35,12 @@ def test_rloo_script_writes_curve_and_model(tiny_word_lm_dir, tmp_path):
     frozen, _ = load_tiny(tmp_path / "run" / "model")
     original, _ = load_tiny(tiny_word_lm_dir)
     assert frozen.get_input_embeddings().weight.equal(original.get_input_embeddings().weight)  # frozen by default
+
+
+def test_a_policy_loaded_from_a_path_gets_the_training_attention(tiny_word_lm_dir, tmp_path):
+    config = rl_config(tmp_path, max_steps=1, num_generations=2, per_device_train_batch_size=4, max_completion_length=4)
+    _, tokenizer = load_tiny(tiny_word_lm_dir)
+    trainer = train_rl(str(tiny_word_lm_dir), tokenizer, Dataset.from_dict({"prompt": PROMPTS}),
+                       target_token_reward(tiny_word_lm_dir), config=config)
+    expected = training_attention(config.bf16).get("attn_implementation", "sdpa")  # eager under CPU bf16 autocast
+    assert trainer.model.config._attn_implementation == expected
