@@ -24,6 +24,7 @@ from torch import nn
 
 from .core import get_logger, progress, read_json, read_jsonl, seed_everything, write_json, write_jsonl
 from .rewards import load_reward_fn
+from .sft import training_attention
 
 # %% auto #0
 __all__ = ['KL_ESTIMATORS', 'masked_mean', 'masked_whiten', 'response_mask', 'kl_penalty', 'shaped_rewards', 'gae', 'ppo_losses',
@@ -224,7 +225,7 @@ class PPOTrainer:
         self.log = get_logger("ppo")
         if isinstance(policy, (str, Path)):
             from transformers import AutoModelForCausalLM
-            policy = AutoModelForCausalLM.from_pretrained(policy)
+            policy = AutoModelForCausalLM.from_pretrained(policy, **training_attention(config.bf16))
         value_model = value_model or ValueModel(copy.deepcopy(policy.base_model))
         if ref_policy is None and peft_config is None: ref_policy = copy.deepcopy(policy)
         if config.freeze_embeddings:
@@ -453,7 +454,7 @@ def config_arguments(parser: argparse.ArgumentParser, config_class=PPOConfig) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     "Train a policy with PPO from the command line; see `--help`."
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
     parser = argparse.ArgumentParser(prog="python -m lcal.ppo", description=main.__doc__)
     parser.add_argument("--policy", required=True, help="causal LM directory or hub name (the SFT model)")
     parser.add_argument("--value-model", help="backbone for the value model (default: the policy)")
@@ -470,10 +471,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from peft import LoraConfig
         peft_config = LoraConfig(r=args["lora_r"], lora_alpha=2 * args["lora_r"], target_modules="all-linear",
                                  task_type="CAUSAL_LM")
-    trainer = PPOTrainer(config, AutoModelForCausalLM.from_pretrained(args["policy"]),
+    trainer = PPOTrainer(config, args["policy"],  # a path: loaded with `training_attention`
                          AutoTokenizer.from_pretrained(args["policy"]),
                          load_reward_fn(args["reward"], **args["reward_kwargs"]), read_jsonl(args["dataset"]),
-                         value_model=ValueModel.from_pretrained(args["value_model"] or args["policy"]),
+                         value_model=ValueModel.from_pretrained(args["value_model"] or args["policy"],
+                                                            **training_attention(config.bf16)),
                          peft_config=peft_config)
     has_checkpoint = any((Path(config.output_dir) / "checkpoints").glob("step-*"))
     trainer.train(resume_from="latest" if args["resume"] and has_checkpoint else None)

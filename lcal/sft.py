@@ -249,9 +249,10 @@ def train_sft(model_path: str | Path, rows: Iterable[dict], out_dir: str | Path,
     staging, start = staging_dir(out_dir), time.time()
     seed_everything(settings.seed)  # LoRA weights are created before the trainer seeds itself
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = prepare_backbone(AutoModelForCausalLM.from_pretrained(model_path), settings, tokenizer)
     config = SFTConfig(**trainer_arguments(settings, staging), max_length=settings.max_length,
                        completion_only_loss=True, dataset_num_proc=None)
+    model = prepare_backbone(AutoModelForCausalLM.from_pretrained(model_path, **training_attention(config.bf16)),
+                             settings, tokenizer)
     with quiet_datasets():
         trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
                              processing_class=tokenizer, peft_config=lora_config(settings, "CAUSAL_LM"))

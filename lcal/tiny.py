@@ -65,7 +65,7 @@ class TinyModelConfig:
     intermediate_size: int = 128
     max_position_embeddings: int = 256
     tie_word_embeddings: bool = True
-    attention: str = "sdpa"  # transformers' attn_implementation (not saved with the model: a reload gets the default)
+    attention: str | None = None  # transformers' attn_implementation; None: its default (not saved with the model)
     seed: int = 0
 
 

@@ -77,3 +77,12 @@ def test_long_prompts_are_dropped_and_cli_flags_map_to_config(tiny_word_lm_dir, 
                  "--total-steps", "1", "--rollout-batch-size", "4", "--mini-batch-size", "2", "--micro-batch-size", "1",
                  "--max-new-tokens", "4", "--whiten-rewards", "false", "--lora-r", "2"]) == 0
     assert len(read_jsonl(tmp_path / "cli" / "stats.jsonl")) == 1
+
+
+def test_a_policy_loaded_from_a_path_gets_the_training_attention(tiny_word_lm_dir, tmp_path):
+    from accelerate import Accelerator
+    _, tokenizer = load_tiny(tiny_word_lm_dir)
+    trainer = PPOTrainer(small_config(tmp_path, bf16=True), str(tiny_word_lm_dir), tokenizer,
+                         target_token_reward(tiny_word_lm_dir), ROWS, accelerator=Accelerator(cpu=True))
+    expected = "sdpa" if torch.cuda.is_available() else "eager"  # eager under CPU bf16 autocast
+    assert trainer.model.policy.config._attn_implementation == expected
