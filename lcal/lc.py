@@ -359,7 +359,8 @@ class LCPipeline:
             kept = [{**r, "paragraphs": [s]} for r, s in zip(rows, merged) if s]
             log.info("summaries: %d of %d queries summarized", len(kept), len(rows))
             write_jsonl(d / "paragraphs.jsonl", kept)
-        return self.stage("summaries", {"samples": stage_key(samples), "summarizer": "world"}, build)
+        return self.stage("summaries", {"samples": stage_key(samples), "summarizer": "world",
+                                        "shares": self.roles()["summarizer"].shares}, build)
 
     def teacher(self) -> Path:
         "The distillation baseline's teacher paragraphs: the base model's greedy biography of each SFT query."

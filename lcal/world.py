@@ -177,9 +177,9 @@ MENTION_BUCKETS = ("0", "1-2", "3-9", "10+")
 class ConfidenceLexicon:
     "The probability each confidence level of the controlled language means."
     certain: float = 0.99       # measured accuracy of the summarizer's levels on the default world (M=8, T=0.7):
-    likely: float = 0.88        # certain .989, likely .876, possible .412 (runner-up .140)
-    possible: float = 0.41
-    unlikely: float = 0.15      # not written by the summarizer; the mirror image of "likely" for one alternative
+    likely: float = 0.88        # certain .989, likely .876, possible .412 (runner-up .140); on the current default
+    possible: float = 0.41      # world's SFT queries certain 1.0, likely .908, possible .495 (runner-up .114),
+    unlikely: float = 0.15      # unlikely .155
     alternative: float = 0.14
 
     def probability(self, level: str) -> float:

@@ -136,7 +136,7 @@ class WorldReader(WorldRole, AnswerExtractor, ProbabilityForecaster):
         return out
 
 # %% ../nbs/22_world_roles.ipynb #27f586e1
-SUMMARY_SHARES = {"certain": 7 / 8, "likely": 5 / 8, "possible": 3 / 8}
+SUMMARY_SHARES = {"certain": 7 / 8, "likely": 5 / 8, "possible": 3 / 8, "unlikely": 0.0}
 
 
 def summary_level(share: float, shares: dict = SUMMARY_SHARES) -> str:
