@@ -40,3 +40,15 @@ def test_sft_script_bad_input_is_one_line(tiny_lm_dir, tmp_path, capsys):
         err = capsys.readouterr().err
         assert exit.value.code == 2 and message in err and err.strip().count("\n") == 0, err
     assert not (tmp_path / "m").exists()
+
+
+def test_sft_trains_with_eager_attention_under_cpu_bf16(tiny_lm_dir, tmp_path, monkeypatch):
+    import lcal.sft as sft
+    kernels, prepare = [], sft.prepare_backbone
+    def spy(model, *args, **kwargs):  # the model train_sft loaded, before it trains
+        kernels.append(model.config._attn_implementation)
+        return prepare(model, *args, **kwargs)
+    monkeypatch.setattr(sft, "prepare_backbone", spy)
+    rows = [{"prompt": f"Write about item {i} .", "completion": f"Item {i} is red ."} for i in range(4)]
+    sft.train_sft(tiny_lm_dir, rows, tmp_path / "m", sft.SFTSettings(max_steps=1, per_device_train_batch_size=2, bf16=True))
+    assert kernels == ["eager"]  # sdpa, transformers' default, is slower under CPU bf16 autocast
