@@ -43,7 +43,9 @@ def test_sft_script_bad_input_is_one_line(tiny_lm_dir, tmp_path, capsys):
 
 
 def test_sft_trains_with_eager_attention_under_cpu_bf16(tiny_lm_dir, tmp_path, monkeypatch):
+    import torch
     import lcal.sft as sft
+    if torch.cuda.is_available(): pytest.skip("the kernel choice under test is the CPU's")
     kernels, prepare = [], sft.prepare_backbone
     def spy(model, *args, **kwargs):  # the model train_sft loaded, before it trains
         kernels.append(model.config._attn_implementation)
