@@ -514,7 +514,7 @@ class LCPipeline:
     def _train_ppo(self, init: Path, tokenizer, reward, reward_model: Path, d: Path) -> None:
         from accelerate import Accelerator
         from datasets import Dataset
-        from lcal.ppo import PPOConfig, PPOTrainer, ValueModel
+        from lcal.ppo import PPOConfig, PPOTrainer
         c = self.config
         batch = c.rl_prompts_per_step * c.rl_generations  # as many rollouts per step as GRPO, one per prompt
         config = PPOConfig(output_dir=str(d / "trainer"), total_steps=c.rl_max_steps, rollout_batch_size=batch,
@@ -522,7 +522,7 @@ class LCPipeline:
                            max_new_tokens=c.max_new_tokens, temperature=c.temperature, kl_coef=c.rl_kl_coef,
                            freeze_embeddings=True, time_limit=c.rl_seconds, seed=c.seed)
         trainer = PPOTrainer(config, init, tokenizer, reward, Dataset.from_list(rl_rows(self.rl_queries())),
-                             value_model=ValueModel.from_pretrained(reward_model),
+                             value_model=reward_model,
                              accelerator=Accelerator())  # whatever precision this process's accelerate state has
         stats = trainer.train()
         write_jsonl(d / "reward_curve.jsonl", [{k: v for k, v in row.items() if k != "sample"} for row in stats])

@@ -216,16 +216,19 @@ def full_parameters(accelerator, model):
 class PPOTrainer:
     "PPO for causal LMs with a value model, a frozen reference and rewards from a Python function."
     def __init__(self, config: PPOConfig, policy, tokenizer, reward_fn: Callable, train_dataset,
-                 value_model: ValueModel | None = None, ref_policy=None, peft_config=None, accelerator=None):
+                 value_model: ValueModel | str | Path | None = None, ref_policy=None, peft_config=None,
+                 accelerator=None):
         from accelerate import Accelerator
         self.config, self.tokenizer, self.reward_fn = config, tokenizer, reward_fn
         self.accelerator = accelerator or Accelerator(mixed_precision="bf16" if config.bf16 else "no",
                                                       cpu=not torch.cuda.is_available())
         seed_everything(config.seed + self.accelerator.process_index)
         self.log = get_logger("ppo")
+        attention = training_attention(self.accelerator.mixed_precision == "bf16")  # for models given as paths
         if isinstance(policy, (str, Path)):
             from transformers import AutoModelForCausalLM
-            policy = AutoModelForCausalLM.from_pretrained(policy, **training_attention(config.bf16))
+            policy = AutoModelForCausalLM.from_pretrained(policy, **attention)
+        if isinstance(value_model, (str, Path)): value_model = ValueModel.from_pretrained(value_model, **attention)
         value_model = value_model or ValueModel(copy.deepcopy(policy.base_model))
         if ref_policy is None and peft_config is None: ref_policy = copy.deepcopy(policy)
         if config.freeze_embeddings:
@@ -471,11 +474,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from peft import LoraConfig
         peft_config = LoraConfig(r=args["lora_r"], lora_alpha=2 * args["lora_r"], target_modules="all-linear",
                                  task_type="CAUSAL_LM")
-    trainer = PPOTrainer(config, args["policy"],  # a path: loaded with `training_attention`
+    trainer = PPOTrainer(config, args["policy"],  # paths: the trainer loads them with `training_attention`
                          AutoTokenizer.from_pretrained(args["policy"]),
                          load_reward_fn(args["reward"], **args["reward_kwargs"]), read_jsonl(args["dataset"]),
-                         value_model=ValueModel.from_pretrained(args["value_model"] or args["policy"],
-                                                            **training_attention(config.bf16)),
+                         value_model=args["value_model"] or args["policy"],
                          peft_config=peft_config)
     has_checkpoint = any((Path(config.output_dir) / "checkpoints").glob("step-*"))
     trainer.train(resume_from="latest" if args["resume"] and has_checkpoint else None)

@@ -79,10 +79,18 @@ def test_long_prompts_are_dropped_and_cli_flags_map_to_config(tiny_word_lm_dir, 
     assert len(read_jsonl(tmp_path / "cli" / "stats.jsonl")) == 1
 
 
-def test_a_policy_loaded_from_a_path_gets_the_training_attention(tiny_word_lm_dir, tmp_path):
+def test_models_given_as_paths_get_the_attention_of_the_accelerators_precision(tiny_word_lm_dir, tmp_path):
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    if torch.cuda.is_available(): pytest.skip("the kernel choice under test is the CPU's")
     _, tokenizer = load_tiny(tiny_word_lm_dir)
-    trainer = PPOTrainer(small_config(tmp_path, bf16=True), str(tiny_word_lm_dir), tokenizer,
-                         target_token_reward(tiny_word_lm_dir), ROWS, accelerator=Accelerator(cpu=True))
-    expected = "sdpa" if torch.cuda.is_available() else "eager"  # eager under CPU bf16 autocast
-    assert trainer.model.policy.config._attn_implementation == expected
+    kernels = {}
+    for precision in ("bf16", "no"):  # the accelerator's precision decides, not the config's flag
+        AcceleratorState._reset_state(True)
+        trainer = PPOTrainer(small_config(tmp_path, bf16=precision == "no"), str(tiny_word_lm_dir), tokenizer,
+                             target_token_reward(tiny_word_lm_dir), ROWS, value_model=str(tiny_word_lm_dir),
+                             accelerator=Accelerator(cpu=True, mixed_precision=precision))
+        kernels[precision] = (trainer.model.policy.config._attn_implementation,
+                              trainer.model.value.backbone.config._attn_implementation)
+    AcceleratorState._reset_state(True)
+    assert kernels == {"bf16": ("eager", "eager"), "no": ("sdpa", "sdpa")}  # sdpa: transformers' default
