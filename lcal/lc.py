@@ -212,7 +212,7 @@ class LCConfig:
     rm_learning_rate: float = 5e-4
     rm_epochs: float = 1.0
     forecaster_loss: str = "logit_mse"  # ForecastProbs' `soft_label_loss` (the spec: "bce"; see "ForecastProbs in log space")
-    rl_algorithm: str = "grpo"  # "grpo" or "rloo" (TRL), or "ppo" (`lcal.ppo`)
+    rl_algorithm: str = "ppo"  # "ppo" (`lcal.ppo`, the paper's optimiser), or "grpo" / "rloo" (TRL)
     rl_max_steps: int = 150  # batches of rollouts in each RL run (the budget: reproducible whatever the machine load)
     rl_iterations: int = 2  # GRPO/RLOO optimizer steps on each batch (TRL's num_iterations); PPO has its own epochs
     rl_seconds: Optional[float] = None  # an optional wall-clock cap on each RL run
@@ -360,7 +360,7 @@ class LCPipeline:
             log.info("summaries: %d of %d queries summarized", len(kept), len(rows))
             write_jsonl(d / "paragraphs.jsonl", kept)
         return self.stage("summaries", {"samples": stage_key(samples), "summarizer": "world",
-                                        "shares": self.roles()["summarizer"].shares}, build)
+                                        **self.roles()["summarizer"].settings}, build)
 
     def teacher(self) -> Path:
         "The distillation baseline's teacher paragraphs: the base model's greedy biography of each SFT query."
@@ -599,8 +599,9 @@ def lc_command(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-dir", help="stage outputs (default: under the lcal home, keyed by the settings)")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods for `eval`")
-    parser.add_argument("--rl-algorithm", default="grpo", choices=("grpo", "rloo", "ppo"),
-                        help="RL optimiser (default: grpo; others write to lc_rl_<algorithm>, factuality_rl_<algorithm>)")
+    parser.add_argument("--rl-algorithm", default=LCConfig.rl_algorithm, choices=("grpo", "rloo", "ppo"),
+                        help=f"RL optimiser (default: {LCConfig.rl_algorithm}; runs other than GRPO write to "
+                             "lc_rl_<algorithm>, factuality_rl_<algorithm>)")
     parser.add_argument("--rl-steps", type=int, default=LCConfig.rl_max_steps, help="batches of rollouts per RL run")
     parser.add_argument("--curve", help="for an RL stage: also plot its training reward per step to this PNG")
     args = parser.parse_args(argv)

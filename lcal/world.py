@@ -420,19 +420,20 @@ class World:
     def is_true(self, entity, attribute: str, value: str) -> bool:
         return self.entity(entity).attributes[attribute] == value
 
-    def stated_values(self, entity, text: str) -> dict[str, str]:
+    def stated_values(self, entity, text: str, about_only: bool = False) -> dict[str, str]:
         """The first value `text` (a response about `entity`) states for each attribute, hedged or not; omitted
-        attributes are absent."""
+        attributes are absent. With `about_only`, only sentences whose subject is `entity` count: a response that
+        drifts into another person's biography says nothing about `entity` there."""
         e, out = self.entity(entity), {}
-        for s in self.parse(text, topic=e):
-            if s.values: out.setdefault(s.attribute, s.values[0])
+        for s in (self.parse(text, subject=e) if about_only else self.parse(text, topic=e)):
+            if s.values and s.entity_id == e.id: out.setdefault(s.attribute, s.values[0])
         return out
 
-    def votes(self, entity, texts: Sequence[str]) -> dict[str, Counter]:
-        "Per attribute, how many of the `texts` (e.g. M sampled biographies) state each value first."
+    def votes(self, entity, texts: Sequence[str], about_only: bool = False) -> dict[str, Counter]:
+        "Per attribute, how many of the `texts` (e.g. M sampled biographies) state each value first (`about_only`: see `stated_values`)."
         out = {a: Counter() for a in ATTRIBUTES}
         for text in texts:
-            for attribute, value in self.stated_values(entity, text).items(): out[attribute][value] += 1
+            for attribute, value in self.stated_values(entity, text, about_only).items(): out[attribute][value] += 1
         return out
 
 

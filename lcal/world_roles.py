@@ -148,16 +148,37 @@ class WorldSummarizer(WorldRole, Summarizer):
     "Vote across M samples per attribute; write one sentence per attribute hedged by the majority's vote share."
     name = "world_summarizer"
 
-    def __init__(self, world: World, shares: dict = SUMMARY_SHARES):
+    def __init__(self, world: World, shares: dict = SUMMARY_SHARES, min_votes: int = 6):
         super().__init__(world)
-        self.shares = shares
+        self.shares, self.min_votes = shares, min_votes
+
+    @property
+    def settings(self) -> dict:
+        "What determines the summaries (part of a summaries stage's key)."
+        return {"shares": self.shares, "votes": "about_entity", "min_votes": self.min_votes}
+
+    def levels(self, entity, samples: Sequence[str]) -> dict[str, tuple[str, list[str]]]:
+        """Per attribute, the summary's level and the values the samples state about `entity`, most voted first.
+        Only sentences about `entity` vote; the majority's share is of those votes, counted as at least
+        `min_votes`. An attribute no sample states about `entity` gets the majority of what the samples state
+        about anyone, as `unlikely`."""
+        about, anyone = self.world.votes(entity, samples, about_only=True), self.world.votes(entity, samples)
+        out = {}
+        for attribute in ATTRIBUTES:
+            votes = about[attribute]
+            if votes:
+                ranked = [v for v, _ in votes.most_common(2)]
+                share = votes[ranked[0]] / max(sum(votes.values()), self.min_votes)
+                out[attribute] = (summary_level(share, self.shares), ranked)
+            else:
+                ranked = [v for v, _ in anyone[attribute].most_common(1)]
+                out[attribute] = ("unlikely" if ranked else "unclear", ranked)
+        return out
 
     def sentences(self, entity, samples: Sequence[str]) -> dict[str, tuple[str, str]]:
         "Per attribute, `(level, sentence)` of the summary."
         out = {}
-        for attribute, votes in self.world.votes(entity, samples).items():
-            ranked = [v for v, _ in votes.most_common(2)]
-            level = summary_level(votes[ranked[0]] / len(samples), self.shares) if ranked else "unclear"
+        for attribute, (level, ranked) in self.levels(entity, samples).items():
             values = ranked if level == "possible" else ranked[:1]
             out[attribute] = (level, self.world.statement(entity, attribute, values, level))
         return out
@@ -172,20 +193,20 @@ class WorldSummarizer(WorldRole, Summarizer):
         return out
 
 # %% ../nbs/22_world_roles.ipynb #4cec59d6
-def summary_calibration(world: World, samples: Sequence[Sequence[str]], entities, shares: dict = SUMMARY_SHARES) -> dict:
+def summary_calibration(world: World, samples: Sequence[Sequence[str]], entities,
+                        summarizer: Optional[WorldSummarizer] = None) -> dict:
     "Per summary level: fraction of (entity, attribute) pairs, accuracy of the first value and of the runner-up."
+    summarizer = summarizer or WorldSummarizer(world)
     hits, seconds, count = Counter(), Counter(), Counter()
     for e, texts in zip(entities, samples):
-        for attribute, votes in world.votes(e, texts).items():
-            ranked = [v for v, _ in votes.most_common(2)]
-            level = summary_level(votes[ranked[0]] / len(texts), shares) if ranked else "unclear"
+        for attribute, (level, ranked) in summarizer.levels(e, texts).items():
             count[level] += 1
             hits[level] += bool(ranked) and ranked[0] == e.attributes[attribute]
             seconds[level] += len(ranked) > 1 and ranked[1] == e.attributes[attribute]
     total = sum(count.values())
     return {level: {"fraction": round(count[level] / total, 4), "accuracy": round(hits[level] / count[level], 4),
                     "runner_up_accuracy": round(seconds[level] / count[level], 4)}
-            for level in list(shares) + ["unclear"] if count[level]}
+            for level in list(summarizer.shares) + ["unclear"] if count[level]}
 
 # %% ../nbs/22_world_roles.ipynb #7c1c328b
 class WorldClaimDecomposer(WorldRole, ClaimDecomposer):

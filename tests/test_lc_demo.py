@@ -16,8 +16,8 @@ def quick_config() -> LCConfig:
     return LCConfig(world="tiny", m_samples=4, max_new_tokens=24, replay_docs=20, reader_paragraphs=1,
                     policy_sft=SFTSettings(max_steps=3, per_device_train_batch_size=16),
                     extractor_sft=SFTSettings(max_steps=3, per_device_train_batch_size=16, freeze_embeddings=False),
-                    rm_epochs=0.2, rl_max_steps=2, rl_prompts_per_step=2, rl_generations=4, rl_seconds=60,
-                    eval_samples=1)
+                    rm_epochs=0.2, rl_algorithm="grpo", rl_max_steps=2, rl_prompts_per_step=2, rl_generations=4,
+                    rl_seconds=60, eval_samples=1)
 
 
 @pytest.fixture(scope="module")
