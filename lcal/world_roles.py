@@ -145,7 +145,7 @@ def summary_level(share: float, shares: dict = SUMMARY_SHARES) -> str:
 
 
 class WorldSummarizer(WorldRole, Summarizer):
-    "Vote across M samples per attribute; write one sentence per attribute hedged by the majority's vote share."
+    "Per attribute, vote with the M samples' sentences about the entity; write one sentence hedged by the majority's share."
     name = "world_summarizer"
 
     def __init__(self, world: World, shares: dict = SUMMARY_SHARES, min_votes: int = 6):
