@@ -30,11 +30,12 @@ def command_parser(prog: str, description: str, **kwargs) -> OneLineParser:
 # %% ../nbs/02_cli.ipynb #7805803f
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("lcal.cli:info_command", "versions, devices and the lcal home directory"),
-    "world": ("lcal.world:world_command", "build the simulated world and its base model; report its knowledge"),
+    "world": ("lcal.world_model:world_command", "build the simulated world and its base model; report its knowledge"),
     "bench": ("lcal.bench:bench_command", "benchmarks that print measured ratios (e.g. `bench backends`)"),
     "eval": ("lcal.evaluation:eval_command", "calibration evaluation of a model or backend on a question set"),
-    "lc": ("lcal.lc:lc_command", "linguistic-calibration training stages (sample, summarize, sft, reader, rl)"),
+    "lc": ("lcal.lc_cli:lc_command", "linguistic-calibration training stages (sample, summarize, sft, reader, rl)"),
     "demo": ("lcal.demo:demo_command", "the whole linguistic-calibration pipeline on the simulated world"),
+    "runs": ("lcal.stages:runs_command", "the stages below a run directory: finished or partial, key, seconds"),
 }
 
 

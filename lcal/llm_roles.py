@@ -15,15 +15,15 @@ from typing import Callable, Sequence
 
 from .backends import Backend, SamplingParams, get_backend
 from .core import stable_hash
-from .prompts import (CHECK_EQUIVALENCE, DECOMPOSE_CLAIMS, EXTRACT_ANSWERS, FORECAST_PROBABILITY, VERIFY_CLAIM,
-                          PromptTemplate, format_equivalence_items, parse_answers, parse_claims, parse_probability,
-                          parse_support, parse_verdicts)
+from .prompts import (CHECK_EQUIVALENCE, DECOMPOSE_CLAIMS, EXTRACT_ANSWERS, FORECAST_PROBABILITY,
+                          SUMMARIZE_SAMPLES, VERIFY_CLAIM, PromptTemplate, format_drafts, format_equivalence_items,
+                          parse_answers, parse_claims, parse_probability, parse_summary, parse_support, parse_verdicts)
 from .roles import (AnswerExtractor, Claim, ClaimDecomposer, ClaimVerifier, EquivalenceJudge,
-                        ProbabilityForecaster)
+                        ProbabilityForecaster, Summarizer)
 
 # %% auto #0
-__all__ = ['JUDGE_PARAMS', 'LLMJudge', 'LLMAnswerExtractor', 'LLMForecaster', 'LLMEquivalenceJudge', 'LLMClaimDecomposer',
-           'LLMClaimVerifier', 'BM25', 'EntailmentVerifier']
+__all__ = ['JUDGE_PARAMS', 'SUMMARY_PARAMS', 'LLMJudge', 'LLMAnswerExtractor', 'LLMForecaster', 'LLMEquivalenceJudge',
+           'LLMSummarizer', 'LLMClaimDecomposer', 'LLMClaimVerifier', 'BM25', 'EntailmentVerifier']
 
 # %% ../nbs/33_llm_roles.ipynb #14e12999
 JUDGE_PARAMS = SamplingParams(temperature=0.2, max_new_tokens=512, seed=0)
@@ -107,6 +107,31 @@ class LLMEquivalenceJudge(LLMJudge, EquivalenceJudge):
         sizes = [min(self.batch_size, n - s) for s in starts]
         batches = self.ask(prompts, [lambda reply, k=k: parse_verdicts(reply, k) for k in sizes])
         return self._counted([v for batch, k in zip(batches, sizes) for v in (batch or [None] * k)])
+
+# %% ../nbs/33_llm_roles.ipynb #ea038f76
+SUMMARY_PARAMS = SamplingParams(temperature=0.3, max_new_tokens=512, seed=0)
+
+
+class LLMSummarizer(LLMJudge, Summarizer):
+    "One paragraph merging a request's M samples, hedged by how far they agree, written by a prompted model."
+    templates = (SUMMARIZE_SAMPLES,)
+
+    def __init__(self, backend, params=None, max_reasks=2, chat=True):
+        super().__init__(backend, params or SUMMARY_PARAMS, max_reasks, chat)
+
+    def spec(self) -> dict:
+        return {**super().spec(), "prompt": f"{SUMMARIZE_SAMPLES.name}/v{SUMMARIZE_SAMPLES.version}"}
+
+    def summarize(self, prompts, samples):
+        self._check_lengths(prompts, samples)
+        drafts = [format_drafts(texts) for texts in samples]
+        counts = [len([s for s in texts if s and s.strip()]) for texts in samples]
+        asked = [i for i, count in enumerate(counts) if count]
+        replies = self.ask([SUMMARIZE_SAMPLES.render(prompt=prompts[i], count=counts[i], drafts=drafts[i])
+                            for i in asked], parse_summary)
+        out = [None] * len(prompts)
+        for i, reply in zip(asked, replies): out[i] = reply
+        return self._counted(out)
 
 # %% ../nbs/33_llm_roles.ipynb #82743c7c
 class LLMClaimDecomposer(LLMJudge, ClaimDecomposer):

@@ -15,15 +15,17 @@ from typing import Any, Optional
 
 # %% auto #0
 __all__ = ['EXTRACT_ANSWERS', 'FORECAST_PROBABILITY', 'CHECK_EQUIVALENCE', 'DECOMPOSE_CLAIMS', 'WORDS_OF_ESTIMATIVE_PROBABILITY',
-           'VERIFY_CLAIM', 'PromptTemplate', 'find_json', 'parse_answers', 'parse_probability',
-           'format_equivalence_items', 'parse_verdicts', 'hedge_probability', 'parse_claims', 'parse_support']
+           'VERIFY_CLAIM', 'SUMMARIZE_SAMPLES', 'PromptTemplate', 'find_json', 'parse_answers', 'parse_probability',
+           'format_equivalence_items', 'parse_verdicts', 'hedge_probability', 'parse_claims', 'parse_support',
+           'format_drafts', 'parse_summary']
 
 # %% ../nbs/32_prompts.ipynb #aa185d5a
 @dataclass(frozen=True)
 class PromptTemplate:
-    "A named prompt with `$field` placeholders."
+    "A named prompt with `$field` placeholders, and a version to bump when the prompt changes beyond its text."
     name: str
     text: str
+    version: int = 1
 
     @property
     def fields(self) -> set[str]:
@@ -215,3 +217,56 @@ def parse_support(reply: str | None) -> Optional[bool]:
     text = str(found.get("verdict", "")) if found is not None else (reply or "")
     first = re.search(r"\b(not supported|unsupported|supported|true|false|yes|no)\b", text.lower())
     return None if first is None else first.group(1) in ("supported", "true", "yes")
+
+# %% ../nbs/32_prompts.ipynb #fad33eca
+SUMMARIZE_SAMPLES = PromptTemplate("summarize_samples", """\
+Several writers answered the same request independently (number of drafts: $count). Their drafts are below; they
+may disagree with each other, and any of them may contain mistakes.
+
+Request: $prompt
+
+$drafts
+
+Combine the drafts into one paragraph that answers the request. Rules:
+- A point that all or nearly all drafts make: state it plainly, without hedging.
+- A point that only some drafts make: keep it, but say how sure one can be, either with a word that fits the share
+  of drafts making it ("likely", "possibly", "unlikely") or with a matching percentage ("about 40% likely").
+- Drafts that contradict each other on a point: say that the point is uncertain and give the competing versions,
+  each with its own confidence.
+- Use only what is in the drafts. Do not add facts, names, dates or numbers of your own, even ones you believe.
+- Write it as your own direct answer to the request: do not mention drafts, writers or that you are combining texts.
+Reply with the paragraph only.""", version=1)
+
+
+def format_drafts(samples) -> str:
+    "The samples as numbered draft blocks (stripped; blank samples dropped)."
+    texts = [s.strip() for s in samples if s and s.strip()]
+    return "\n\n".join(f"Draft {i}:\n{text}" for i, text in enumerate(texts, 1))
+
+# %% ../nbs/32_prompts.ipynb #50da4d74
+_FENCE = re.compile(r"```[\w-]*[ \t]*\n?(.*?)```", re.DOTALL)
+_PREAMBLE = re.compile(r"^(?:\*\*|__)?(?:here(?:'s| is)\b[^:\n]{0,80}"
+                       r"|(?:(?:the|my)\s+)?(?:(?:final|merged|combined|consensus)\s+)?"
+                       r"(?:summary|paragraph|answer|response|statement))\s*(?:\*\*|__)?\s*:\s*(?:\*\*|__)?\s*",
+                       re.IGNORECASE)
+_REFUSAL = re.compile(r"^(?:i'?m sorry|i am sorry|sorry\b|i cannot\b|i can'?t\b|i can not\b|i'?m (?:not able|unable)"
+                      r"|i am (?:not able|unable)|i won'?t\b|i will not\b|as an ai\b)", re.IGNORECASE)
+_QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019", "\u00ab": "\u00bb"}
+
+
+def parse_summary(reply: str | None) -> Optional[str]:
+    "The merged paragraph, without preamble, code fence, quotes or trailing remarks; None if empty or refused."
+    text = (reply or "").replace("\r\n", "\n").strip()
+    fenced = _FENCE.search(text)
+    if fenced: text = fenced.group(1).strip()
+    blocks = [b.strip() for b in re.split(r"\n\s*\n", text) if b.strip()]
+    while blocks:                       # a preamble may stand alone ("Here is the paragraph:") or lead the text
+        head = _PREAMBLE.sub("", blocks[0], count=1).strip()
+        if head: break
+        blocks.pop(0)
+    if not blocks: return None
+    text = " ".join(head.split())
+    close = _QUOTES.get(text[:1])
+    if close and len(text) > 1 and text.endswith(close) and close not in text[1:-1]: text = text[1:-1].strip()
+    if not re.search(r"[^\W\d_]{2}", text) or _REFUSAL.match(text.replace("\u2019", "'")): return None
+    return text

@@ -20,8 +20,9 @@ from transformers import Trainer
 
 from .core import get_logger, progress, seed_everything, stable_hash
 from .roles import AnswerExtractor, ProbabilityForecaster
-from .sft import (SFTSettings, clear_staging, finished_run, lora_config, prepare_backbone, publish_run,
-                      save_trained, staging_dir, trainer_arguments, TrainingLog)
+from .sft import (SFTSettings, lora_config, model_key, prepare_backbone, save_trained, trainer_arguments,
+                      training_processes, write_run_record, TrainingLog)
+from .stages import run_stage
 from .tiny import load_tiny
 
 # %% auto #0
@@ -136,40 +137,43 @@ def _tokenize_rows(tokenizer, rows: list[dict], max_length: int):
 
 
 def train_reward_model(model_path: str | Path, rows: Iterable[dict], out_dir: str | Path,
-                       settings: RewardModelSettings | None = None, eval_rows: Iterable[dict] = (),
-                       overwrite: bool = False) -> Path:
+                       settings: RewardModelSettings | None = None, eval_rows: Iterable[dict] = ()) -> Path:
     "Train a causal-LM backbone + scalar last-token head on `{text, label}` rows (`settings.loss`); return `out_dir`."
     from transformers import DataCollatorWithPadding, TrainingArguments
     settings = settings or RewardModelSettings()
     rows, eval_rows = check_label_rows(rows), check_label_rows(eval_rows, "eval_rows") if eval_rows else []
-    fingerprint = stable_hash({"model": str(model_path), "rows": rows, "settings": settings, "kind": "reward_model"})
-    if finished_run(out_dir, fingerprint, overwrite): return Path(out_dir)
-    staging, start = staging_dir(out_dir), time.time()
-    seed_everything(settings.seed)  # the new head is initialised at load time, before the trainer seeds itself
-    model, tokenizer = load_tiny(model_path, head="sequence_classification")
-    tokenizer.padding_side, tokenizer.truncation_side = "left", "left"
-    model = prepare_backbone(model, settings, tokenizer)
-    if settings.lora_r:
-        from peft import get_peft_model
-        model = get_peft_model(model, lora_config(settings, "SEQ_CLS"))
-    trainer = SoftLabelTrainer(
-        model=model, args=TrainingArguments(**trainer_arguments(settings, staging), remove_unused_columns=False),
-        train_dataset=_tokenize_rows(tokenizer, rows, settings.max_length), processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer), loss=settings.loss, label_eps=settings.label_eps)
-    log = TrainingLog.attach(trainer, "reward model")
-    clear_staging(staging, trainer.accelerator)
-    fit_before = reward_model_fit(ScalarRewardModel(model=model, tokenizer=tokenizer), eval_rows)
-    result = trainer.train()
-    fit_after = reward_model_fit(ScalarRewardModel(model=trainer.model, tokenizer=tokenizer), eval_rows)
-    save_trained(trainer, staging, settings)
-    info = {"fingerprint": fingerprint, "kind": "reward_model", "model": str(model_path), "rows": len(rows),
-            "settings": settings, "processes": trainer.accelerator.num_processes, "steps": result.global_step,
-            "train_loss": result.training_loss, "eval_rows": len(eval_rows),
-            **{f"eval_{k}_before": v for k, v in fit_before.items()}, **{f"eval_{k}_after": v for k, v in fit_after.items()},
-            "seconds": round(time.time() - start, 2)}
-    get_logger("reward_models").info("reward model: %d rows, %d steps, loss %.4f -> %s", len(rows), result.global_step,
-                                     result.training_loss, out_dir)
-    return publish_run(staging, out_dir, info, log.rows, trainer.accelerator)
+    args = TrainingArguments(**trainer_arguments(settings, out_dir), remove_unused_columns=False)
+
+    def build(tmp: Path):
+        start = time.time()
+        args.output_dir = str(tmp)
+        seed_everything(settings.seed)  # the new head is initialised at load time, before the trainer seeds itself
+        model, tokenizer = load_tiny(model_path, head="sequence_classification")
+        tokenizer.padding_side, tokenizer.truncation_side = "left", "left"
+        model = prepare_backbone(model, settings, tokenizer)
+        if settings.lora_r:
+            from peft import get_peft_model
+            model = get_peft_model(model, lora_config(settings, "SEQ_CLS"))
+        trainer = SoftLabelTrainer(
+            model=model, args=args, train_dataset=_tokenize_rows(tokenizer, rows, settings.max_length),
+            processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer), loss=settings.loss,
+            label_eps=settings.label_eps)
+        log = TrainingLog.attach(trainer, "reward model")
+        fit_before = reward_model_fit(ScalarRewardModel(model=model, tokenizer=tokenizer), eval_rows)
+        result = trainer.train()
+        fit_after = reward_model_fit(ScalarRewardModel(model=trainer.model, tokenizer=tokenizer), eval_rows)
+        save_trained(trainer, tmp, settings)
+        info = {"kind": "reward_model", "model": str(model_path), "rows": len(rows), "settings": settings,
+                "processes": trainer.accelerator.num_processes, "steps": result.global_step,
+                "train_loss": result.training_loss, "eval_rows": len(eval_rows),
+                **{f"eval_{k}_before": v for k, v in fit_before.items()},
+                **{f"eval_{k}_after": v for k, v in fit_after.items()}, "seconds": round(time.time() - start, 2)}
+        get_logger("reward_models").info("reward model: %d rows, %d steps, loss %.4f -> %s", len(rows),
+                                         result.global_step, result.training_loss, out_dir)
+        write_run_record(tmp, info, log.rows, trainer.accelerator)
+
+    inputs = {"model": model_key(model_path), "data": stable_hash(rows), "eval_data": stable_hash(eval_rows)}
+    return run_stage(out_dir, "reward_model", settings, build, inputs=inputs, accelerator=training_processes())
 
 # %% ../nbs/42_reward_models.ipynb #287a92b7
 class ScalarRewardModel:

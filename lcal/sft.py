@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import random
-import shutil
 import sys
 import time
 import typing
@@ -22,13 +20,14 @@ from typing import Iterable, Sequence
 
 import torch
 
-from .core import (get_logger, progress, progress_enabled, read_json, read_jsonl, seed_everything, stable_hash,
-                       write_json, write_jsonl)
+from .core import (get_logger, progress, progress_enabled, read_jsonl, seed_everything, stable_hash, write_json,
+                       write_jsonl)
+from .stages import finished_key, run_stage
 
 # %% auto #0
-__all__ = ['RUN_FILE', 'LOSS_FILE', 'SFTSettings', 'check_sft_rows', 'replay_rows', 'finished_run', 'staging_dir',
-           'clear_staging', 'publish_run', 'TrainingLog', 'quiet_datasets', 'trainer_arguments', 'token_ids',
-           'cpu_bf16_supported', 'training_attention', 'prepare_backbone', 'lora_config', 'save_trained', 'train_sft',
+__all__ = ['RUN_FILE', 'LOSS_FILE', 'SFTSettings', 'check_sft_rows', 'replay_rows', 'model_key', 'write_run_record',
+           'TrainingLog', 'quiet_datasets', 'trainer_arguments', 'token_ids', 'cpu_bf16_supported',
+           'training_attention', 'prepare_backbone', 'lora_config', 'save_trained', 'training_processes', 'train_sft',
            'settings_arguments', 'settings_from_args', 'main']
 
 # %% ../nbs/41_sft.ipynb #a5f53335
@@ -82,42 +81,16 @@ RUN_FILE = "lcal_run.json"
 LOSS_FILE = "loss.jsonl"
 
 
-def finished_run(out_dir: str | Path, fingerprint: str, overwrite: bool = False) -> bool:
-    "Whether `out_dir` already holds the finished run `fingerprint` (a different finished run is an error)."
-    info_path = Path(out_dir) / RUN_FILE
-    if not info_path.exists(): return False
-    found = read_json(info_path).get("fingerprint")
-    if found == fingerprint: return True
-    if overwrite: return False
-    raise ValueError(f"{out_dir} holds a run trained from other inputs (fingerprint {found}, wanted {fingerprint}); "
-                     "choose another output directory or pass overwrite=True")
+def model_key(model_path: str | Path) -> str:
+    "What identifies a base model in a stage key: the key of the finished stage at `model_path`, else the path itself."
+    return finished_key(model_path) or str(model_path)
 
 
-def staging_dir(out_dir: str | Path) -> Path:
-    "The staging directory of `out_dir`: a hidden sibling that becomes `out_dir` when the run is published."
-    out_dir = Path(out_dir)
-    return out_dir.with_name(f".{out_dir.name}.partial")
-
-
-def clear_staging(staging: Path, accelerator) -> Path:
-    "Empty `staging` on the main process (a crashed run may have left files); every process waits."
+def write_run_record(directory: Path, info: dict, log_rows: list[dict], accelerator) -> None:
+    "Write the run info (`lcal_run.json`) and the loss curve (`loss.jsonl`) into `directory` on the main process."
     if accelerator.is_main_process:
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    return staging
-
-
-def publish_run(staging: Path, out_dir: str | Path, info: dict, log_rows: list[dict], accelerator) -> Path:
-    "Write the run info and loss curve into `staging`, then rename it to `out_dir` (main process; all wait)."
-    out_dir = Path(out_dir)
-    if accelerator.is_main_process:
-        write_jsonl(staging / LOSS_FILE, log_rows)
-        write_json(staging / RUN_FILE, info)
-        if out_dir.exists(): shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-    accelerator.wait_for_everyone()
-    return out_dir
+        write_jsonl(directory / LOSS_FILE, log_rows)
+        write_json(directory / RUN_FILE, info)
 
 # %% ../nbs/41_sft.ipynb #36becb13
 from transformers import TrainerCallback
@@ -224,49 +197,58 @@ def lora_config(settings, task_type: str):
                       target_modules=targets, task_type=task_type)
 
 
-def save_trained(trainer, staging: Path, settings) -> None:
+def save_trained(trainer, out: Path, settings) -> None:
     "Save the trained model (LoRA merged into the weights unless `merge_lora=False`) and its tokenizer."
     if settings.lora_r and settings.merge_lora:
         if trainer.accelerator.is_main_process:
             merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
-            merged.save_pretrained(staging)
-            trainer.processing_class.save_pretrained(staging)
+            merged.save_pretrained(out)
+            trainer.processing_class.save_pretrained(out)
         trainer.accelerator.wait_for_everyone()
     else:
-        trainer.save_model(str(staging))
+        trainer.save_model(str(out))
+
+
+def training_processes():
+    """The accelerate process state the trainer will use (set up by creating its `TrainingArguments`): the stage's
+    `accelerator`, so that under `accelerate launch` only the main process moves directories."""
+    from accelerate import PartialState
+    return PartialState()
 
 # %% ../nbs/41_sft.ipynb #4cedbcc0
 def train_sft(model_path: str | Path, rows: Iterable[dict], out_dir: str | Path,
-              settings: SFTSettings | None = None, overwrite: bool = False) -> Path:
+              settings: SFTSettings | None = None) -> Path:
     "Fine-tune the causal LM at `model_path` on `{prompt, completion}` rows (loss on completions); return `out_dir`."
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
     settings = settings or SFTSettings()
     rows = check_sft_rows(rows)
-    fingerprint = stable_hash({"model": str(model_path), "rows": rows, "settings": settings})
-    if finished_run(out_dir, fingerprint, overwrite): return Path(out_dir)
-    staging, start = staging_dir(out_dir), time.time()
-    seed_everything(settings.seed)  # LoRA weights are created before the trainer seeds itself
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    config = SFTConfig(**trainer_arguments(settings, staging), max_length=settings.max_length,
+    config = SFTConfig(**trainer_arguments(settings, out_dir), max_length=settings.max_length,
                        completion_only_loss=True, dataset_num_proc=None)
-    model = prepare_backbone(AutoModelForCausalLM.from_pretrained(model_path, **training_attention(config.bf16)),
-                             settings, tokenizer)
-    with quiet_datasets():
-        trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
-                             processing_class=tokenizer, peft_config=lora_config(settings, "CAUSAL_LM"))
-    log = TrainingLog.attach(trainer, "sft")
-    clear_staging(staging, trainer.accelerator)
-    result = trainer.train()
-    save_trained(trainer, staging, settings)
-    info = {"fingerprint": fingerprint, "kind": "sft", "model": str(model_path), "rows": len(rows),
-            "settings": settings, "processes": trainer.accelerator.num_processes, "steps": result.global_step,
-            "train_loss": result.training_loss,
-            "seconds": round(time.time() - start, 2)}
-    get_logger("sft").info("sft: %d rows, %d steps, loss %.4f -> %s", len(rows), result.global_step,
-                           result.training_loss, out_dir)
-    return publish_run(staging, out_dir, info, log.rows, trainer.accelerator)
+
+    def build(tmp: Path):
+        start = time.time()
+        config.output_dir = str(tmp)
+        seed_everything(settings.seed)  # LoRA weights are created before the trainer seeds itself
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        model = prepare_backbone(AutoModelForCausalLM.from_pretrained(model_path, **training_attention(config.bf16)),
+                                 settings, tokenizer)
+        with quiet_datasets():
+            trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
+                                 processing_class=tokenizer, peft_config=lora_config(settings, "CAUSAL_LM"))
+        log = TrainingLog.attach(trainer, "sft")
+        result = trainer.train()
+        save_trained(trainer, tmp, settings)
+        info = {"kind": "sft", "model": str(model_path), "rows": len(rows), "settings": settings,
+                "processes": trainer.accelerator.num_processes, "steps": result.global_step,
+                "train_loss": result.training_loss, "seconds": round(time.time() - start, 2)}
+        get_logger("sft").info("sft: %d rows, %d steps, loss %.4f -> %s", len(rows), result.global_step,
+                               result.training_loss, out_dir)
+        write_run_record(tmp, info, log.rows, trainer.accelerator)
+
+    return run_stage(out_dir, "sft", settings, build, inputs={"model": model_key(model_path), "data": stable_hash(rows)},
+                     accelerator=training_processes())
 
 # %% ../nbs/41_sft.ipynb #f5519136
 def settings_arguments(parser: argparse.ArgumentParser, settings_cls) -> argparse.ArgumentParser:
@@ -302,7 +284,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="output model directory")
     parser.add_argument("--replay", type=Path, help="JSONL pretraining texts (field 'text') to mix in")
     parser.add_argument("--replay-count", type=int, default=0, help="how many replay texts to mix in")
-    parser.add_argument("--overwrite", action="store_true", help="replace a finished run from other inputs")
     args = settings_arguments(parser, SFTSettings).parse_args(argv)
     settings = settings_from_args(SFTSettings, args)
     for path in (args.data, args.replay):
@@ -312,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         texts = _read_texts(args.replay) if args.replay and args.replay_count > 0 else []
     except ValueError as e: parser.error(str(e))
     rows += replay_rows(texts, args.replay_count, seed=settings.seed)
-    out = train_sft(args.model, rows, args.out, settings, overwrite=args.overwrite)
+    out = train_sft(args.model, rows, args.out, settings)
     print(out)
     if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()  # a clean exit for every rank
     return 0

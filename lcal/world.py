@@ -21,8 +21,7 @@ from .core import stable_hash
 # %% auto #0
 __all__ = ['WORLD_FORMAT', 'PRESETS', 'ATTRIBUTES', 'FIRST_NAMES', 'OCCUPATIONS', 'YEARS', 'MENTION_BUCKETS', 'HEDGE_WORDS',
            'PROMPT', 'DIRECTORY', 'PretrainConfig', 'WorldConfig', 'world_config', 'Entity', 'Question', 'Passage',
-           'Statement', 'mention_bucket', 'ConfidenceLexicon', 'words', 'with_article', 'World', 'build_world',
-           'world_command']
+           'Statement', 'mention_bucket', 'ConfidenceLexicon', 'words', 'with_article', 'World', 'build_world']
 
 # %% ../nbs/20_world.ipynb #d71cef8a
 WORLD_FORMAT = 3  # bump when world generation or pretraining changes, so cached models are rebuilt
@@ -496,32 +495,3 @@ def build_world(config: str | WorldConfig = "default", **overrides) -> World:
         entities.append(Entity(i, FIRST_NAMES[rng.integers(len(FIRST_NAMES))], surnames[i], attributes,
                                int(mentions[i]), i % config.heldout_every == config.heldout_every - 1))
     return World(config, entities, values, _corpus(entities, values, config, rng))
-
-# %% ../nbs/20_world.ipynb #71f8956f
-def world_command(argv: list[str]) -> int:
-    "`lcal world build|report`: build the world and its base model; report what the model knows."
-    import time
-    from lcal.cli import command_parser
-    from lcal.core import write_json
-    parser = command_parser("world", "Build the simulated world and its base model; report its knowledge.")
-    parser.add_argument("action", choices=["build", "report"])
-    parser.add_argument("--size", default="default", choices=sorted(PRESETS))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", help="write the report here (report only)")
-    parser.add_argument("--figure", default="figures/world_accuracy_by_mentions.png",
-                        help="accuracy-vs-mentions figure (report only)")
-    args = parser.parse_args(argv)
-    from lcal.world_model import knowledge_report, plot_knowledge, pretrain_world_model
-    start = time.perf_counter()
-    world = build_world(args.size, seed=args.seed)
-    world_seconds = time.perf_counter() - start
-    model_dir = pretrain_world_model(world)
-    print(f"world {world.config.key()}: {len(world.entities)} entities, model at {model_dir}")
-    if args.action == "build": return 0
-    report = knowledge_report(world, model_dir)
-    report["build_seconds"] = round(world_seconds + report["pretrain_seconds"], 2)
-    if args.json: write_json(args.json, report)
-    if args.figure: print(f"figure: {plot_knowledge(report, args.figure)}")
-    for key in ("accuracy_by_mentions", "fraction_by_mentions", "accuracy_by_agreement_bucket", "build_seconds"):
-        print(f"{key}: {report[key]}")
-    return 0

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .core import get_logger, lcal_path, progress, read_json, seed_everything, to_jsonable, write_json
+from .stages import STAGE_FILE, finished_key, run_stage
 from .tiny import TinyModelConfig, build_tiny_model, count_parameters, train_tokenizer
 from .world import ATTRIBUTES, HEDGE_WORDS, MENTION_BUCKETS, World, build_world, mention_bucket
 from .world_roles import summary_calibration
@@ -27,7 +28,7 @@ from .world_roles import summary_calibration
 # %% auto #0
 __all__ = ['MODEL_INFO', 'torch_threads', 'language_texts', 'world_tokenizer', 'pretrain', 'world_dir', 'pretrain_world_model',
            'model_info', 'generate', 'sample_biographies', 'greedy_accuracy', 'agreement_table', 'knowledge_report',
-           'plot_knowledge']
+           'plot_knowledge', 'world_command']
 
 # %% ../nbs/21_world_model.ipynb #bc8a8b18
 @contextmanager
@@ -128,23 +129,25 @@ def world_dir(world: World) -> Path:
 
 
 def pretrain_world_model(world: World | str, force: bool = False) -> Path:
-    "The directory of the world's pretrained base model (HF format), training it first unless cached."
+    "The directory of the world's pretrained base model (HF format), training it first unless cached (`force`: retrain)."
     world = build_world(world) if isinstance(world, str) else world
     final = world_dir(world) / "base_model"
-    if (final / MODEL_INFO).exists() and not force: return final
-    tokenizer = world_tokenizer(world)
-    with torch_threads(world.config.pretrain.threads): model, stats = pretrain(world, tokenizer)
-    tmp = final.with_name(f".base_model.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    write_json(tmp / MODEL_INFO, {"config": world.config, "key": world.config.key(), **stats})
-    if force: shutil.rmtree(final, ignore_errors=True)
-    try: os.rename(tmp, final)
-    except OSError:  # another process finished the same model first
-        shutil.rmtree(tmp, ignore_errors=True)
-    get_logger("world_model").info("world model %s: %s", world.config.key(), stats)
-    return final
+    if force: (final / STAGE_FILE).unlink(missing_ok=True)
+    # a model cached before pretraining was a stage has its info file but no manifest: adopt it rather than retrain
+    cached = not force and finished_key(final) is None and (final / MODEL_INFO).is_file()
+
+    def build(tmp: Path):
+        if cached:
+            shutil.copytree(final, tmp, dirs_exist_ok=True)
+            return
+        tokenizer = world_tokenizer(world)
+        with torch_threads(world.config.pretrain.threads): model, stats = pretrain(world, tokenizer)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / MODEL_INFO, {"config": world.config, "key": world.config.key(), **stats})
+        get_logger("world_model").info("world model %s: %s", world.config.key(), stats)
+
+    return run_stage(final, "base_model", world.config, build)
 
 
 def model_info(model_dir: str | Path) -> dict:
@@ -255,3 +258,32 @@ def plot_knowledge(report: dict, path: str | Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+# %% ../nbs/21_world_model.ipynb #71f8956f
+def world_command(argv: list[str]) -> int:
+    "`lcal world build|report`: build the world and its base model; report what the model knows."
+    import time
+    from lcal.cli import command_parser
+    from lcal.core import write_json
+    from lcal.world import PRESETS
+    parser = command_parser("world", "Build the simulated world and its base model; report its knowledge.")
+    parser.add_argument("action", choices=["build", "report"])
+    parser.add_argument("--size", default="default", choices=sorted(PRESETS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="write the report here (report only)")
+    parser.add_argument("--figure", default="figures/world_accuracy_by_mentions.png",
+                        help="accuracy-vs-mentions figure (report only)")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    world = build_world(args.size, seed=args.seed)
+    world_seconds = time.perf_counter() - start
+    model_dir = pretrain_world_model(world)
+    print(f"world {world.config.key()}: {len(world.entities)} entities, model at {model_dir}")
+    if args.action == "build": return 0
+    report = knowledge_report(world, model_dir)
+    report["build_seconds"] = round(world_seconds + report["pretrain_seconds"], 2)
+    if args.json: write_json(args.json, report)
+    if args.figure: print(f"figure: {plot_knowledge(report, args.figure)}")
+    for key in ("accuracy_by_mentions", "fraction_by_mentions", "accuracy_by_agreement_bucket", "build_seconds"):
+        print(f"{key}: {report[key]}")
+    return 0

@@ -1,8 +1,9 @@
 """A local HTTP server speaking minimal OpenAI Chat Completions and Anthropic Messages (test-only code).
 
 Point the real SDK clients at it (`base_url=server.url + "/v1"` for openai, `base_url=server.url` for anthropic).
-It answers deterministically from the request (`reply_text`), can add latency, inject 429 / 500 / dropped
-connections at a given rate or from a script, and counts every request it receives.
+It answers deterministically from the request (`reply_text`, or a test's own `respond(body)` where that returns a
+string), can add latency, inject 429 / 500 / dropped connections at a given rate or from a script, and counts every
+request it receives.
 
     with FakeLLMServer(latency=0.05, fail_rate=0.2) as server: ...
     python tests/fake_llm_server.py --latency 0.2      # prints "READY <port>", serves until killed
@@ -44,8 +45,9 @@ class FakeLLMServer:
     "Threaded fake LLM API server on 127.0.0.1 with latency, failure injection and request counting."
 
     def __init__(self, latency: float = 0.0, fail_rate: float = 0.0, failures=FAILURE_MODES,
-                 retry_after: str | None = "0", script=(), seed: int = 0, port: int = 0):
+                 retry_after: str | None = "0", script=(), seed: int = 0, port: int = 0, respond=None):
         self.latency, self.fail_rate, self.failures = latency, fail_rate, tuple(failures)
+        self.respond = respond       # optional body -> reply text (None: the default echo of `reply_text`)
         self.retry_after, self.script = retry_after, list(script)
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
@@ -73,6 +75,11 @@ class FakeLLMServer:
 
     @property
     def failed(self) -> int: return sum(self.injected.values())
+
+    def reply_for(self, body: dict) -> str:
+        "The reply text for a request body: the test's `respond(body)` if it gives a string, else `reply_text(body)`."
+        text = self.respond(body) if self.respond else None
+        return reply_text(body) if text is None else text
 
     def _next_failure(self) -> str | None:
         with self.lock:
@@ -142,7 +149,7 @@ class FakeLLMServer:
 
             def _openai(self, body: dict):
                 stop = body.get("stop")
-                text, stopped = cut_at_stop(reply_text(body), [stop] if isinstance(stop, str) else stop)
+                text, stopped = cut_at_stop(server.reply_for(body), [stop] if isinstance(stop, str) else stop)
                 limit = body.get("max_completion_tokens") or body.get("max_tokens") or 10**9
                 words = text.split(" ")
                 finish = "stop" if stopped or len(words) <= limit else "length"
@@ -162,7 +169,7 @@ class FakeLLMServer:
             def _anthropic(self, body: dict):
                 if "max_tokens" not in body:
                     return self._error(400, "invalid_request_error", "max_tokens: field required")
-                text = reply_text(body)
+                text = server.reply_for(body)
                 if body.get("system"): text = f"[{body['system']}] {text}"
                 text, stopped = cut_at_stop(text, body.get("stop_sequences"))
                 words = text.split(" ")

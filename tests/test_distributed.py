@@ -73,3 +73,8 @@ def test_sft_under_accelerate_launch_two_processes(tiny_lm_dir, tmp_path):
     assert (info["processes"], info["steps"], info["rows"]) == (2, 3, 16)
     assert [row["step"] for row in read_jsonl(out / "loss.jsonl")] == [1, 2, 3]
     assert (out / "model.safetensors").exists() and not (tmp_path / ".sft.partial").exists()
+    assert read_json(out / "_stage.json")["stage"] == "sft"
+    stamp = (out / "_stage.json").stat().st_mtime_ns
+    run_launched("lcal.sft", ["--model", str(tiny_lm_dir), "--data", str(data), "--out", str(out), "--max-steps", "3",
+                              "--per-device-train-batch-size", "2", "--logging-steps", "1"])
+    assert (out / "_stage.json").stat().st_mtime_ns == stamp  # finished: every process skips it

@@ -1,17 +1,18 @@
 """End-to-end tests of lcal.evaluation: LLM-prompted judges on a scripted fake backend, the `lcal eval` command on a
 tiny local model, resumability (zero calls on rerun), bad input and unparseable judge replies."""
 import json
-import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from lcal.backends import Backend, Completion, HFBackend
-from lcal.evaluation import (MetricSettings, Roles, eval_command, evaluate_biographies, evaluate_model,
+from lcal.backends import HFBackend
+from lcal.rolesets import RoleSet
+from lcal.evaluation import (MetricSettings, eval_command, evaluate_biographies, evaluate_model,
                              evaluate_paragraphs, write_report)
 from lcal.llm_roles import (BM25, LLMAnswerExtractor, LLMClaimDecomposer, LLMClaimVerifier, LLMEquivalenceJudge,
                             LLMForecaster)
+from scripted_judge import ScriptedJudge
 
 FACTS = {"Ada Brisk": ("Qorvath", "1931"), "Bram Holt": ("Lindmere", "1950"), "Cleo Varn": ("Ostwick", "1922")}
 
@@ -27,58 +28,11 @@ def question_rows():
     return rows
 
 
-class ScriptedJudge(Backend):
-    """A fake LLM judge that reads our prompts the way a good model would, and counts its requests.
-    It answers in varied formats (JSON, line formats, percentages) and, for prompts mentioning 'Cleo', replies
-    with prose the parsers must reject."""
-    kind = "scripted"
-
-    def __init__(self):
-        super().__init__("judge")
-        self.calls = 0
-
-    def _complete(self, requests, params, record):
-        for j, request in enumerate(requests):
-            self.calls += 1
-            record(j, Completion(self.reply(request.prompt[-1]["content"]), 10, 10))
-
-    def reply(self, prompt):
-        if "Cleo" in prompt: return "Let me think about this carefully."
-        if prompt.startswith("You read a paragraph"):
-            question = re.search(r"Question: (.*)", prompt).group(1)
-            paragraph = prompt.split("Paragraph:\n")[1].split("\n\nList every")[0]
-            kind = r"\b\d{4}\b" if question.startswith("When") else r"\b(?:Qorvath|Lindmere|Ostwick|Vexium)\b"
-            found = re.findall(kind, paragraph)
-            return json.dumps({"answers": found}) if found else "Answers: none"
-        if prompt.startswith("You are a reader"):
-            paragraph = prompt.split("Paragraph:\n")[1].split("\n\nQuestion:")[0]
-            answer = re.search(r"Candidate answer: (.*)", prompt).group(1)
-            stated = re.search(rf"{answer} \((\d+)%\)", paragraph)
-            return f"Probability: {stated.group(1)}%" if stated else '{"probability": 1.0}'
-        if prompt.startswith("For each numbered item"):
-            items = re.findall(r"Item (\d+)\nQuestion: .*\nReference answers: (.*)\nProvided answer: (.*)", prompt)
-            return json.dumps({i: "yes" if a in refs.split(" | ") else "no" for i, refs, a in items})
-        if prompt.startswith("Split the text"):
-            text = prompt.split("Text:\n")[1].split("\n\nRules:")[0]
-            claims = []
-            for group, sentence in enumerate(s.strip() for s in text.split(".") if s.strip()):
-                options = re.findall(r"(\w+) \((\d+)%\)", sentence)
-                subject = sentence.split(" was ")[0]
-                for value, pct in options:
-                    claims.append({"claim": f"{subject} was born in {value}", "hedge": f"{pct}%", "group": group})
-                if not options: claims.append({"claim": sentence, "hedge": "", "group": None})
-            return json.dumps({"claims": claims})
-        if prompt.startswith("Decide whether"):
-            evidence, claim = prompt.split("Evidence:\n")[1].split("\n\nClaim: ")
-            value = claim.splitlines()[0].split()[-1]
-            return '{"verdict": "supported"}' if value in evidence else '{"verdict": "not supported"}'
-        raise AssertionError(f"unexpected prompt: {prompt[:60]}")
-
-
 @pytest.fixture
 def judge():
     backend = ScriptedJudge()
-    return backend, Roles(LLMAnswerExtractor(backend), LLMForecaster(backend), LLMEquivalenceJudge(backend, batch_size=4))
+    return backend, RoleSet(extractor=LLMAnswerExtractor(backend), forecaster=LLMForecaster(backend),
+                            judge=LLMEquivalenceJudge(backend, batch_size=4))
 
 
 PARAGRAPHS = [
@@ -199,19 +153,18 @@ def test_lcal_eval_command_end_to_end_with_an_unparseable_judge(tiny_lm_dir, tmp
 
 def test_lcal_eval_on_world_questions_with_biographies_and_given_paragraphs(tiny_lm_dir, tmp_path, capsys):
     "World questions + already written paragraphs + the per-claim path; the gibberish judge fails every item."
-    from lcal.world import build_world
-    from lcal.evaluation import world_questions
-    world = build_world("tiny")
-    entities = world.heldout_entities[:2]
+    from lcal.world_source import WorldSource
+    source = WorldSource("tiny")
+    world = source.world
+    entities = [world.entity(int(q.query_id)) for q in source.queries("eval")[:2]]
     paragraphs = tmp_path / "paragraphs.jsonl"
     paragraphs.write_text("\n".join(json.dumps({"query_id": str(e.id), "paragraph": world.statement(
         e, "birth_city", [e.attributes["birth_city"]], "likely")}) for e in entities))
-    assert set(world_questions(world, limit=2).query_id) == {str(e.id) for e in entities}
     argv = ["--world", "tiny", "--limit", "2", "--paragraphs", f"lc={paragraphs}", "--judge", f"hf:{tiny_lm_dir}",
             "--judge-max-new-tokens", "4", "--biographies", "--out", str(tmp_path / "out"), "--resamples", "100"]
     assert eval_command(argv) == 0
     out = capsys.readouterr().out
-    assert "| world-heldout | lc | 8 |" in out and "| biographies | lc | 0 |" in out
+    assert "| world-eval | lc | 8 |" in out and "| biographies | lc | 0 |" in out
     table = pd.read_csv(tmp_path / "out" / "table.csv")
     assert table.decompose_failures[1] == 2 and table.extract_failures[0] == 8
 
@@ -228,7 +181,8 @@ def test_api_judges_through_the_openai_sdk_are_cached_per_request(tmp_path, monk
     with fake_llm_server.FakeLLMServer() as server:
         def run():
             backend = get_backend("openai:judge-model", base_url=server.url + "/v1", cache=True)
-            roles = Roles(LLMAnswerExtractor(backend), LLMForecaster(backend), LLMEquivalenceJudge(backend))
+            roles = RoleSet(extractor=LLMAnswerExtractor(backend), forecaster=LLMForecaster(backend),
+                            judge=LLMEquivalenceJudge(backend))
             return evaluate_paragraphs(question_rows(), PARAGRAPHS, roles, tmp_path / "out", "lc",
                                        metrics=MetricSettings(n_resamples=100))
         first = run()
@@ -240,7 +194,7 @@ def test_api_judges_through_the_openai_sdk_are_cached_per_request(tmp_path, monk
 
 
 def test_questions_can_be_lc_query_objects(judge, tmp_path):
-    from lcal.lc import Query, Question
+    from lcal.sources import Query, Question
     by_query = {}
     for row in question_rows():
         by_query.setdefault(row["query_id"], Query(row["query_id"], row["prompt"], [])).questions.append(
@@ -256,20 +210,20 @@ def test_questions_can_be_lc_query_objects(judge, tmp_path):
 
 
 def test_world_oracle_judges_and_their_settings_key_the_stages(tmp_path):
-    from lcal.world import ConfidenceLexicon, build_world
+    from lcal.world import ConfidenceLexicon
     from lcal.world_roles import WorldEquivalenceJudge, WorldReader
-    from lcal.evaluation import world_questions
-    world = build_world("tiny")
-    entities = world.heldout_entities[:3]
+    from lcal.world_source import WorldSource
+    source = WorldSource("tiny")
+    world, questions = source.world, source.queries("eval")[:3]
+    entities = [world.entity(int(q.query_id)) for q in questions]
     rows = [{"query_id": str(e.id), "paragraph": " ".join([
         world.statement(e, "birth_city", [e.attributes["birth_city"]], "likely"),
         world.statement(e, "birth_year", ["1901" if e.attributes["birth_year"] != "1901" else "1902"], "certain")])}
         for e in entities]
-    questions = world_questions(world, limit=3)
 
     def run(lexicon):
         reader = WorldReader(world, lexicon=lexicon)
-        return evaluate_paragraphs(questions, rows, Roles(reader, reader, WorldEquivalenceJudge(world)), tmp_path,
+        return evaluate_paragraphs(questions, rows, RoleSet(extractor=reader, forecaster=reader, judge=WorldEquivalenceJudge(world)), tmp_path,
                                    "base", "world", metrics=MetricSettings(n_resamples=200))
 
     ev = run(ConfidenceLexicon())
@@ -278,7 +232,7 @@ def test_world_oracle_judges_and_their_settings_key_the_stages(tmp_path):
     assert items.loc[city, "correct"] and items.loc[city, "confidence"] == pytest.approx(ConfidenceLexicon().likely)
     assert not items.loc[year, "correct"] and items.loc[year, "confidence"] == pytest.approx(ConfidenceLexicon().certain)
     assert ev.report["no_answer"] == pytest.approx(0.5)          # occupation and employer are omitted
-    forecasts = len(list((tmp_path / "stages" / "forecast").glob("*.parquet")))
+    forecasts = len(list((tmp_path / "stages" / "forecast").glob("*/")))
     changed = run(ConfidenceLexicon(likely=0.6))                 # a new lexicon re-runs the forecast stage
-    assert len(list((tmp_path / "stages" / "forecast").glob("*.parquet"))) == forecasts + 1
+    assert len(list((tmp_path / "stages" / "forecast").glob("*/"))) == forecasts + 1
     assert changed.items.set_index("question_id").loc[city, "confidence"] == pytest.approx(0.6)

@@ -17,6 +17,18 @@ def test_console_script_help_and_errors():
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
 
 
+def test_runs_command_lists_stages(tmp_path):
+    from lcal.stages import run_stage
+    run_stage(tmp_path / "run" / "sample", "sample", {"n": 2}, lambda tmp: (tmp / "rows.jsonl").write_text(""))
+    (tmp_path / "run" / ".train.partial").mkdir()
+    exe = Path(sys.executable).parent / "lcal"
+    out = subprocess.run([str(exe), "runs", str(tmp_path / "run")], capture_output=True, text=True)
+    rows = [line.split()[:2] for line in out.stdout.splitlines()]
+    assert out.returncode == 0 and rows == [["name", "status"], ["train", "partial"], ["sample", "finished"]], out.stdout
+    bad = subprocess.run([str(exe), "runs", str(tmp_path / "nope")], capture_output=True, text=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "no such directory" in bad.stderr
+
+
 def test_every_module_imports_without_gpu_extras():
     "Block the gpu-extra packages and import every generated module in a fresh interpreter."
     modules = sorted(p.stem for p in (ROOT / "lcal").glob("*.py") if not p.stem.startswith("_"))

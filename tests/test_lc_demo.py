@@ -1,29 +1,42 @@
 """End to end: the LC pipeline and `lcal demo` on the tiny world, with minimal training budgets.
 
-Checks the results schema, the figures, the stage manifests, and that a rerun resumes (no stage runs twice)."""
+Checks the results schema, the figures, the stage manifests, that a rerun resumes (no stage runs twice), and that
+no pipeline or evaluation module imports the world."""
+import ast
 import json
 from pathlib import Path
 
 import pytest
 
-from lcal.demo import RESULT_KEYS, demo_command, run_demo
-from lcal.lc import METHODS, LCConfig, LCPipeline, stage_key
+from lcal.demo import demo_command, run_demo
+from lcal.lc import METHODS, LCConfig, LCPipeline
+from lcal.lc_reader import ReaderSettings
+from lcal.lc_results import RESULT_KEYS
+from lcal.lc_samples import SampleSettings
+from lcal.lc_sft import PolicySFTSettings
+from lcal.lc_eval import EvalSettings
+from lcal.rl import RLSettings
 from lcal.sft import SFTSettings
+from lcal.stages import finished_key, list_stages
+from lcal.world_source import WorldSource
 
 
-def quick_config() -> LCConfig:
-    "The demo recipe shrunk to seconds: tiny world, few samples, a couple of optimizer steps per training run."
-    return LCConfig(world="tiny", m_samples=4, max_new_tokens=24, replay_docs=20, reader_paragraphs=1,
-                    policy_sft=SFTSettings(max_steps=3, per_device_train_batch_size=16),
-                    extractor_sft=SFTSettings(max_steps=3, per_device_train_batch_size=16, freeze_embeddings=False),
-                    rm_epochs=0.2, rl_algorithm="grpo", rl_max_steps=2, rl_prompts_per_step=2, rl_generations=4,
-                    rl_seconds=60, eval_samples=1)
+def quick_config(algorithm: str = "grpo") -> LCConfig:
+    "The demo recipe shrunk to seconds: few samples, a couple of optimizer steps per training run."
+    return LCConfig(sampling=SampleSettings(m_samples=4, max_new_tokens=24),
+                    policy_sft=PolicySFTSettings(SFTSettings(max_steps=3, per_device_train_batch_size=16), replay_docs=20),
+                    reader=ReaderSettings(paragraphs=1, max_new_tokens=24, rm_epochs=0.2,
+                                          extractor_sft=SFTSettings(max_steps=3, per_device_train_batch_size=16,
+                                                                    freeze_embeddings=False)),
+                    rl=RLSettings(algorithm=algorithm, max_steps=2, prompts_per_step=2, generations=4, seconds=60,
+                                  max_new_tokens=24),
+                    evaluation=EvalSettings(samples=1, max_new_tokens=24))
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("lc_demo")
-    results = run_demo(root / "figures", quick_config(), root / "run", n_resamples=200)
+    results = run_demo(root / "figures", quick_config(), root / "run", world="tiny", n_resamples=200)
     return root, results
 
 
@@ -31,8 +44,8 @@ def test_demo_writes_results_schema_and_figures(demo_run):
     root, results = demo_run
     on_disk = json.loads((root / "figures" / "results.json").read_text())
     assert set(on_disk) == {"methods", "seconds"} and on_disk["seconds"] > 0
-    assert list(on_disk["methods"]) == list(METHODS)
-    n_questions = len(LCPipeline(quick_config(), root / "run").eval_queries()) * 4
+    assert list(on_disk["methods"]) == list(LCConfig().methods) and set(on_disk["methods"]) == set(METHODS)
+    n_questions = sum(len(q.questions) for q in WorldSource("tiny").queries("eval"))
     for name, row in on_disk["methods"].items():
         assert tuple(row) == RESULT_KEYS, name
         assert row["n"] == n_questions
@@ -43,7 +56,7 @@ def test_demo_writes_results_schema_and_figures(demo_run):
         assert (root / "figures" / figure).stat().st_size > 10_000
 
 
-def test_stages_leave_reader_data_and_curves(demo_run):
+def test_stages_leave_reader_data_curves_and_manifests(demo_run):
     root, _ = demo_run
     rows = [json.loads(line) for line in (root / "run" / "reader_data" / "reward_model_training.jsonl").open()]
     assert rows and {"question_id", "lc_sft_generated_paragraph", "lc_sft_ground_truth_and_extracted_answers",
@@ -54,8 +67,11 @@ def test_stages_leave_reader_data_and_curves(demo_run):
         assert row["factuality_sft_binary_correctness"] in (0, 1)
     for method in ("lc_rl", "factuality_rl"):
         curve = [json.loads(line) for line in (root / "run" / method / "reward_curve.jsonl").open()]
-        assert [row["step"] for row in curve] == [1, 3]  # 2 batches of rollouts, 2 optimizer steps on each
+        assert [row["step"] for row in curve] == [1, 2] and all(row["reward"] is not None for row in curve)
         assert (root / "run" / method / "model" / "config.json").exists()
+    stages = {row["name"]: row for row in list_stages(root / "run")}
+    assert {"samples", "summaries", "lc_sft", "reader_data", "forecaster", "lc_rl", "eval_lc_rl"} <= set(stages)
+    assert all(row["status"] == "finished" and row["seconds"] >= 0 for row in stages.values())
 
 
 def test_reader_models_record_their_heldout_fit(demo_run):
@@ -67,30 +83,50 @@ def test_reader_models_record_their_heldout_fit(demo_run):
 
 def test_ppo_runs_as_an_rl_stage_beside_grpo(demo_run):
     root, _ = demo_run
-    config = quick_config()
-    config.rl_algorithm = "ppo"
-    pipeline = LCPipeline(config, root / "run")
-    out = pipeline.rl("lc_rl")
+    pipeline = LCPipeline(WorldSource("tiny"), config=quick_config("ppo"), run_dir=root / "run")
+    out = pipeline.run("lc_rl")
     assert out.name == "lc_rl_ppo" and (root / "run" / "lc_rl").exists()  # the GRPO run is kept
     curve = [json.loads(line) for line in (out / "reward_curve.jsonl").open()]
-    assert [row["step"] for row in curve] == [1, 2] and all("reward/mean" in row for row in curve)
+    assert [row["step"] for row in curve] == [1, 2] and all("reward" in row for row in curve)
     assert (out / "model" / "config.json").exists() and not (out / "trainer").exists()
     assert set(pipeline.skipped) >= {"lc_sft", "extractor", "forecaster"}  # only the PPO stage ran
 
 
 def test_rerun_resumes_without_running_a_stage(demo_run):
     root, first = demo_run
-    pipeline = LCPipeline(quick_config(), root / "run")
-    keys = {d.name: stage_key(d) for d in (root / "run").iterdir() if not d.name.startswith(".")}
-    pipeline.run()
+    pipeline = LCPipeline(WorldSource("tiny"), config=quick_config(), run_dir=root / "run")
+    keys = {d.name: finished_key(d) for d in (root / "run").iterdir() if not d.name.startswith(".")}
+    pipeline.run_methods()
     assert set(pipeline.skipped) == set(pipeline.finished)  # every stage it needed was found finished
-    assert {d.name: stage_key(d) for d in (root / "run").iterdir() if not d.name.startswith(".")} == keys
-    again = run_demo(root / "again", quick_config(), root / "run", n_resamples=200)
+    assert {d.name: finished_key(d) for d in (root / "run").iterdir() if not d.name.startswith(".")} == keys
+    again = run_demo(root / "again", quick_config(), root / "run", world="tiny", n_resamples=200)
     assert again["methods"] == first["methods"]
     assert abs(again["seconds"] - first["seconds"]) < 0.5 * first["seconds"]  # reports a fresh run's cost
+
+
+def test_a_changed_setting_reruns_only_the_stages_downstream(demo_run):
+    root, _ = demo_run
+    config = quick_config()
+    config.evaluation = EvalSettings(samples=1, max_new_tokens=24, temperature=0.5)
+    pipeline = LCPipeline(WorldSource("tiny"), config=config, run_dir=root / "run")
+    pipeline.evaluate("lc_sft")
+    assert set(pipeline.finished) - set(pipeline.skipped) == {"eval_lc_sft"}
 
 
 def test_demo_command_rejects_bad_input(capsys):
     with pytest.raises(SystemExit) as e: demo_command(["--world", "nowhere"])
     assert e.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+GENERAL_MODULES = ("stages", "sources", "rolesets", "rl", "evaluation", "lc", "lc_samples", "lc_sft", "lc_reader",
+                   "lc_rl", "lc_eval", "lc_results")
+
+
+@pytest.mark.parametrize("module", GENERAL_MODULES)
+def test_pipelines_and_the_evaluation_never_import_the_world(module):
+    "Pipelines read a source and a role set: no `lcal.world*` import, at any depth of the module's code."
+    tree = ast.parse((Path(__file__).parents[1] / "lcal" / f"{module}.py").read_text())
+    imported = [f"{n.module or ''}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert imported and not [m for m in imported if any(part.startswith("world") for part in m.split("."))]

@@ -6,6 +6,7 @@ import pytest
 
 from lcal.core import read_json, read_jsonl, write_jsonl
 from lcal.sft import LOSS_FILE, RUN_FILE, main
+from lcal.stages import finished_key, list_stages
 
 
 def run_sft(*args):
@@ -27,8 +28,12 @@ def test_sft_script_trains_with_replay(tiny_lm_dir, tmp_path):
     assert [row["step"] for row in curve] == [1, 2, 3] and all(row["loss"] > 0 for row in curve)
     assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
     assert not (tmp_path / ".model.partial").exists()
-    with pytest.raises(ValueError, match="trained from other inputs"):  # another replay count is another run
-        main(list(map(str, args[:-1])) + ["5"])
+    key = finished_key(out)
+    assert main(list(map(str, args))) == 0 and finished_key(out) == key  # same inputs: not retrained
+    assert read_jsonl(out / LOSS_FILE) == curve
+    assert main(list(map(str, args[:-1])) + ["5"]) == 0  # another replay count is another run: it replaces this one
+    assert finished_key(out) != key and read_json(out / RUN_FILE)["rows"] == 11
+    assert [row["name"] for row in list_stages(tmp_path)] == ["sft"]
 
 
 def test_sft_script_bad_input_is_one_line(tiny_lm_dir, tmp_path, capsys):
