@@ -26,6 +26,15 @@ from .stages import finished_key, run_stage, stage_key, stage_seconds
 __all__ = ['METHODS', 'RUN_ORDER', 'LCConfig', 'Method', 'stage_registry', 'LCPipeline']
 
 # %% ../nbs/50_lc.ipynb #2a913be2
+def _updated(obj, overrides: dict):
+    "A dataclass copy with (nested) field overrides; unknown fields are an error naming them."
+    names = {f.name for f in dataclasses.fields(obj)}
+    unknown = sorted(set(overrides) - names)
+    if unknown: raise ValueError(f"{type(obj).__name__} has no field {', '.join(unknown)}; fields: {', '.join(sorted(names))}")
+    return dataclasses.replace(obj, **{k: _updated(getattr(obj, k), v) if isinstance(v, dict) and
+                                       dataclasses.is_dataclass(getattr(obj, k)) else v for k, v in overrides.items()})
+
+
 @dataclass
 class LCConfig:
     "Every setting of the LC chain, one object per stage family."
@@ -37,6 +46,10 @@ class LCConfig:
     evaluation: EvalSettings = field(default_factory=EvalSettings)
     backend: str = "hf"  # how stages sample from local models: "hf" or "vllm"
     methods: tuple = ("base", "factuality_sft", "factuality_rl", "lc_sft", "lc_rl", "distill")
+
+    def updated(self, overrides: dict) -> "LCConfig":
+        "A copy with `overrides` applied: a (nested) dict of field values, e.g. `{\"rl\": {\"max_steps\": 20}}`."
+        return _updated(self, overrides)
 
     def seeded(self, seed: int) -> "LCConfig":
         "A copy with every seed set to `seed`."
@@ -131,7 +144,8 @@ class LCPipeline:
         "Stage 7 for one method."
         model = self.model_dir(method)
         key = self.base_model_key() if METHODS[method].kind == "base" else finished_key(Path(model).parent)
-        return eval_stage(self, method, model, key, METHODS[method].states_confidence, f"eval_{self.stage_name(method)}")
+        return eval_stage(self, method, model, key, METHODS[method].states_confidence, f"eval_{self.stage_name(method)}",
+                          base_prompts=METHODS[method].kind == "base")  # the base model is prompted as when sampled
 
     def run_methods(self, methods: Sequence[str] | None = None) -> dict[str, list[dict]]:
         "Run (or resume) the chain for `methods`; returns each method's graded evaluation records."

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from .core import read_json
 from .lc import LCConfig, LCPipeline, stage_registry
 
 # %% auto #0
@@ -19,7 +20,7 @@ def source_from_args(args):
     "The source a command line names: the world preset and seed, or real files and a base model."
     from lcal.sources import make_source
     if not args.base_model:
-        return make_source("world", world=args.world, seed=args.seed)
+        return make_source("world", world=args.world, seed=args.seed if args.world_seed is None else args.world_seed)
     queries, evals = args.queries, args.eval_queries
     if queries == "tatsu-lab/linguistic_calibration":
         queries, evals = f"{queries}/sft_training", evals or f"{queries}/trivia_qa_paragraph_generation"
@@ -36,6 +37,7 @@ def lc_parser():
                         help=f"a stage ({', '.join(stage_registry())}), eval, or all (default: every method, with the report)")
     world = parser.add_argument_group("the simulated world (default)")
     world.add_argument("--world", default="default", help="world preset (default: default)")
+    world.add_argument("--world-seed", type=int, help="the world's seed (default: --seed)")
     real = parser.add_argument_group("real inputs")
     real.add_argument("--base-model", help="a Hugging Face causal LM by name or path (hf:NAME also accepted)")
     real.add_argument("--queries", help="SFT queries: a Query JSONL, an LC-schema table, or tatsu-lab/linguistic_calibration")
@@ -48,7 +50,9 @@ def lc_parser():
     real.add_argument("--sft-data", help="the paper's sft_training rows: used instead of sampling and summarizing")
     real.add_argument("--reader-data", help="the paper's reward_model_training rows: used instead of labelling")
     real.add_argument("--judge", default="world", help="'world' (the source's oracles) or a backend spec for LLM roles")
-    parser.add_argument("--seed", type=int, default=0, help="every seed (world and training)")
+    real.add_argument("--judge-base-url", help="an OpenAI- or Anthropic-compatible endpoint for --judge (e.g. vllm serve)")
+    parser.add_argument("--seed", type=int, default=0, help="every training seed (and the world's, unless --world-seed)")
+    parser.add_argument("--config", help="a JSON file of LCConfig overrides, e.g. {\"rl\": {\"max_steps\": 20}}")
     parser.add_argument("--run-dir", help="stage outputs (default: under the lcal home, keyed by the source)")
     parser.add_argument("--out", default="lc_report", help="for all: where results.json and the figures go")
     parser.add_argument("--methods", default=",".join(LCConfig().methods), help="comma-separated methods (eval, all)")
@@ -71,7 +75,9 @@ def lc_command(argv: list[str]) -> int:
         source = source_from_args(args)
         config = LCConfig().seeded(args.seed)
         config.rl = dataclasses.replace(config.rl, algorithm=args.rl_algorithm, max_steps=args.rl_steps)
-        pipeline = LCPipeline(source, build_roles(args.judge, source), config, args.run_dir)
+        if args.config: config = config.updated(read_json(args.config))
+        endpoint = {"base_url": args.judge_base_url} if args.judge_base_url else {}
+        pipeline = LCPipeline(source, build_roles(args.judge, source, **endpoint), config, args.run_dir)
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         if args.stage == "all":
             records = pipeline.run_methods(methods)

@@ -21,8 +21,8 @@ from .reward_models import (CORRECTNESS_TEMPLATE, EXTRACTOR_TEMPLATE, FORECAST_T
 # %% auto #0
 __all__ = ['HUB_DATASET', 'LC_CONFIGS', 'LIST_COLUMNS', 'QUESTION_COLUMNS', 'POLICY_TEMPLATE', 'SFT_TARGETS', 'FORECAST_SOURCES',
            'is_missing', 'parse_list', 'read_table', 'check_columns', 'parse_list_columns', 'load_lc_config',
-           'trivia_qa_questions', 'attach_questions', 'policy_prompt', 'sft_rows', 'forecast_rows', 'correctness_rows',
-           'extraction_rows', 'reward_model_rows', 'extractor_rows', 'split_by_question']
+           'trivia_qa_questions', 'attach_questions', 'policy_prompt', 'request_of', 'sft_rows', 'forecast_rows',
+           'correctness_rows', 'extraction_rows', 'reward_model_rows', 'extractor_rows', 'split_by_question']
 
 # %% ../nbs/45_lc_data.ipynb #a9343a8c
 HUB_DATASET = "tatsu-lab/linguistic_calibration"
@@ -140,6 +140,14 @@ SFT_TARGETS = {"lc": "claude_summary", "factuality": "icl_generated_paragraphs",
 def policy_prompt(query: str, template: str = POLICY_TEMPLATE) -> str:
     "The fine-tuned policy's input for a paragraph-generation query."
     return template.format(query=query.strip())
+
+
+def request_of(prompt: str, template: str = POLICY_TEMPLATE) -> str:
+    "The request inside a policy prompt (the inverse of `policy_prompt`); any other text is returned as it is."
+    head, _, tail = template.partition("{query}")
+    if prompt.startswith(head) and prompt.endswith(tail) and len(prompt) >= len(head) + len(tail):
+        return prompt[len(head):len(prompt) - len(tail)]
+    return prompt
 
 
 def _text(value: Any) -> Optional[str]:

@@ -20,7 +20,7 @@ __all__ = ['EvalSettings', 'record_rows', 'eval_stage']
 # %% ../nbs/55_lc_eval.ipynb #2f11e50e
 @dataclass
 class EvalSettings:
-    "How held-out paragraphs are sampled (spec: T = 0.3) and how many bootstrap resamples the report draws."
+    "How held-out paragraphs are sampled (the LC paper: T = 0.3) and how many bootstrap resamples the report draws."
     samples: int = 4
     temperature: float = 0.3
     max_new_tokens: int = 48
@@ -35,19 +35,22 @@ def record_rows(items) -> list[dict]:
              "confidence": float(r.confidence), "correct": bool(r.correct)} for r in items.itertuples()]
 
 
-def eval_stage(p, method: str, model: Path | str, model_key: str, confidence: bool, name: str) -> Path:
-    "Stage 7: `model`'s paragraphs for the eval queries, graded by the source's evaluation roles."
+def eval_stage(p, method: str, model: Path | str, model_key: str, confidence: bool, name: str,
+               base_prompts: bool = False) -> Path:
+    "Stage 7: `model`'s paragraphs for the eval queries (`base_prompts`: as the source prompts its base model), graded."
     s = p.config.evaluation
     roles = p.roles.need("extractor", "forecaster", "judge")
     def build(d: Path):
         queries = p.source.queries("eval")
-        paragraphs = p.generate(model, [q.prompt for q in queries], s.samples, s.temperature, s.max_new_tokens, s.seed)
+        prompts = [q.prompt for q in queries]
+        if base_prompts: prompts = p.source.sampling_prompts(prompts)
+        paragraphs = p.generate(model, prompts, s.samples, s.temperature, s.max_new_tokens, s.seed)
         rows = [{"query_id": q.query_id, "sample": k, "paragraph": x}
                 for q, xs in zip(queries, paragraphs) for k, x in enumerate(xs)]
         write_jsonl(d / "paragraphs.jsonl", rows)
         result = evaluate_paragraphs(queries, rows, roles, d / "evaluation", method=method, dataset="eval",
                                      confidence=confidence, metrics=MetricSettings(n_resamples=s.n_resamples, seed=s.seed))
         write_jsonl(d / "records.jsonl", record_rows(result.items))
-    settings = {"eval": s, "confidence": confidence,
+    settings = {"eval": s, "confidence": confidence, "base_prompts": base_prompts,
                 "roles": {n: role_spec(getattr(roles, n)) for n in ("extractor", "forecaster", "judge")}}
     return p.stage(name, settings, build, {"model": model_key, "source": p.source.key()})

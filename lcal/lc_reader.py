@@ -97,7 +97,9 @@ def reader_data_stage(p) -> Path:
     def build(d: Path):
         given = p.source.given("reward_model_training")
         if given is not None:
-            rows = [{**r, "query_id": str(r["question_id"])} for r in given]
+            from lcal.lc_data import is_missing
+            rows = [{**{k: None if is_missing(v) else v for k, v in r.items()}, "query_id": str(r["question_id"])}
+                    for r in given]  # a missing value is null in JSON
         else:
             queries, n = p.source.queries("rl"), s.paragraphs
             prompts = [q.prompt for q in queries]

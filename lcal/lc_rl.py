@@ -38,7 +38,7 @@ def rl_rows(queries: Sequence[Query]) -> list[dict]:
 
 # %% ../nbs/54_lc_rl.ipynb #74afa642
 def factuality_scorer(model, mark: bool = False):
-    "Per-question factuality reward (spec §2.2): `1[sigmoid(RM_F(x, z, y)) > 0.5]` from a scalar-head model."
+    "Per-question factuality reward (the LC paper's factuality RL): `1[sigmoid(RM_F(x, z, y)) > 0.5]` from a scalar-head model."
     from lcal.reward_models import CORRECTNESS_TEMPLATE, ScalarRewardModel, reader_input
     from lcal.rewards import factuality_reward
     rm = model if isinstance(model, ScalarRewardModel) else ScalarRewardModel(model)
@@ -47,14 +47,14 @@ def factuality_scorer(model, mark: bool = False):
 
 
 def lc_scorer(extractor, forecaster, lam: float = 5.0, eps: float = 1e-4, offset: float = 5.0):
-    "Per-question decision-based reward (spec §2.1) from a reader's extractor and forecaster."
+    "Per-question decision-based reward (the LC paper's decision-based RL) from a reader's extractor and forecaster."
     from lcal.rewards import lc_reward_from_reader
     return lambda qs, zs, ys: lc_reward_from_reader(qs, zs, ys, extractor, forecaster, lam=lam, eps=eps, offset=offset)
 
 
 @dataclass
 class LCRewardSettings:
-    "The LC reward `log clip(p_y) − λ·|Σ p_a − 1| + offset` (the paper: λ = 5; see the LC notebook on λ)."
+    "The LC reward `log clip(p_y) − λ·|Σ p_a − 1| + offset` (the paper: λ = 5; the world's default 1.5, see below)."
     lam: float = 1.5
     eps: float = 1e-4
     offset: float = 5.0

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .core import get_logger, read_jsonl, write_jsonl
+from .lc_data import request_of
 from .rolesets import role_spec
 from .sources import Query
 
@@ -24,7 +25,7 @@ __all__ = ['log', 'GIVEN_COLUMNS', 'SampleSettings', 'postprocess_sample', 'samp
 # %% ../nbs/51_lc_samples.ipynb #c6506a86
 @dataclass
 class SampleSettings:
-    "How stage 1 samples the base model (spec: M = 8 at T = 0.7)."
+    "How stage 1 samples the base model (the LC paper: M = 8 at T = 0.7)."
     m_samples: int = 8
     temperature: float = 0.7
     max_new_tokens: int = 48
@@ -107,9 +108,9 @@ def summaries_stage(p) -> Path:
     def build(d: Path):
         def generate():
             rows = read_jsonl(samples / "paragraphs.jsonl")
-            merged = summarizer.summarize([r["prompt"] for r in rows], [r["paragraphs"] for r in rows])
+            merged = summarizer.summarize([request_of(r["prompt"]) for r in rows], [r["paragraphs"] for r in rows])
             kept = [{**r, "paragraphs": [s]} for r, s in zip(rows, merged) if s]
             log.info("summaries: %d of %d queries summarized", len(kept), len(rows))
             return kept
         _write_given_or(p, d, "summaries", generate)
-    return p.stage("summaries", {"summarizer": role_spec(summarizer)}, build, {"samples": samples})
+    return p.stage("summaries", {"summarizer": role_spec(summarizer), "prompt": "request"}, build, {"samples": samples})

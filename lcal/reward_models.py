@@ -109,7 +109,7 @@ class RewardModelSettings(SFTSettings):
     learning_rate: float = 5e-4
     num_train_epochs: float = 2.0
     warmup_steps: int = 10
-    loss: str = "bce"  # `soft_label_loss` kind: "bce" (the spec's) or "logit_mse" (accurate log-probabilities)
+    loss: str = "bce"  # `soft_label_loss` kind: "bce" (the LC paper's) or "logit_mse" (accurate log-probabilities)
     label_eps: float = 1e-4  # "logit_mse" clips labels to [label_eps, 1 - label_eps] (the LC reward's clip)
 
     def __post_init__(self):

@@ -144,11 +144,13 @@ class FileSource(Source):
         return [t for t in path.read_text().split("\n\n") if t.strip()]
 
     def sampling_prompts(self, prompts: Sequence[str]) -> list[str]:
-        if self.icl is not None: return [self.icl.replace("{prompt}", p) for p in prompts]
+        from lcal.lc_data import request_of
+        if self.icl is not None: return [self.icl.replace("{prompt}", request_of(p)) for p in prompts]
         if self.chat:
             from transformers import AutoTokenizer
             tok = AutoTokenizer.from_pretrained(self.model)
-            return [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+            return [tok.apply_chat_template([{"role": "user", "content": request_of(p)}], tokenize=False,
+                                            add_generation_prompt=True)
                     for p in prompts]
         return list(prompts)
 

@@ -175,10 +175,10 @@ MENTION_BUCKETS = ("0", "1-2", "3-9", "10+")
 @dataclass(frozen=True)
 class ConfidenceLexicon:
     "The probability each confidence level of the controlled language means."
-    certain: float = 0.99       # measured accuracy of the levels of the summarizer that counted every sample's vote
-    likely: float = 0.88        # (until 2026-12-02) on the default world (M=8, T=0.7): certain .989, likely .876,
-    possible: float = 0.41      # possible .412 (runner-up .140), unlikely .155; the LC SFT model distilled from the
-    unlikely: float = 0.15      # current summaries was right .80, .72, .67, .27 at these levels (held-out entities)
+    certain: float = 0.99       # each level's accuracy on the default world (M=8, T=0.7) under a summarizer in which
+    likely: float = 0.88        # every sample votes; kept for the current summarizer, whose distilled model comes close
+    possible: float = 0.41      # to them (measurements: docs/experiments/2026-11-23-world-model-on-a-2-core-cpu.md,
+    unlikely: float = 0.15      # docs/experiments/2026-12-02-on-topic-summarizer-and-ppo.md)
     alternative: float = 0.14
 
     def probability(self, level: str) -> float:
