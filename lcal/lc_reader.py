@@ -17,8 +17,8 @@ from .sft import SFTSettings
 from .sources import Query
 
 # %% auto #0
-__all__ = ['READER_INIT', 'reader_rows', 'forecast_label_rows', 'correctness_label_rows', 'ReaderSettings', 'reader_data_stage',
-           'reader_model_stage']
+__all__ = ['DEGENERATIONS', 'READER_INIT', 'reader_rows', 'degenerate', 'degenerate_rows', 'forecast_label_rows',
+           'correctness_label_rows', 'ReaderSettings', 'reader_data_stage', 'reader_model_stage']
 
 # %% ../nbs/53_lc_reader.ipynb #7087ac86
 def reader_rows(queries: Sequence[Query], lc_paragraphs: Sequence[str], fact_paragraphs: Sequence[str],
@@ -58,6 +58,37 @@ def reader_rows(queries: Sequence[Query], lc_paragraphs: Sequence[str], fact_par
                      "factuality_sft_forecasted_probs": fact_probs[i]})
     return rows
 
+# %% ../nbs/53_lc_reader.ipynb #4a0f75fd
+DEGENERATIONS = ("truncated", "prefix", "other_query", "repeated")
+
+
+def degenerate(paragraph: str, other: str, kind: str, rng) -> str:
+    "A degenerate version of `paragraph`: cut mid-way, its first few words, `other` (another query's), or repeated."
+    words = paragraph.split()
+    if kind == "truncated": return " ".join(words[:rng.randint(1, max(1, len(words) - 1))])
+    if kind == "prefix": return " ".join(words[:rng.randint(2, 5)])
+    if kind == "other_query": return other
+    if kind == "repeated":
+        first = paragraph.split(" . ")[0].rstrip(" .") + " ."
+        return " ".join([first] * rng.randint(2, 4))
+    raise ValueError(f"unknown degeneration {kind!r}; choose from {', '.join(DEGENERATIONS)}")
+
+
+def degenerate_rows(queries: Sequence[Query], lc_paragraphs: Sequence[str], fact_paragraphs: Sequence[str], n: int,
+                    seed: int = 0) -> list[tuple[str, list, list, list]]:
+    "`(kind, queries, lc paragraphs, fact paragraphs)` per kind: `n` degenerate variants of random (query, paragraph) pairs."
+    import random
+    rng = random.Random(seed)
+    picks = [rng.randrange(len(queries)) for _ in range(n)] if len(queries) > 1 else []
+    out = []
+    for k, kind in enumerate(DEGENERATIONS):
+        mine = picks[k::len(DEGENERATIONS)]
+        others = [(i + rng.randrange(1, len(queries))) % len(queries) for i in mine]
+        out.append((kind, [queries[i] for i in mine],
+                    [degenerate(lc_paragraphs[i], lc_paragraphs[j], kind, rng) for i, j in zip(mine, others)],
+                    [degenerate(fact_paragraphs[i], fact_paragraphs[j], kind, rng) for i, j in zip(mine, others)]))
+    return out
+
 # %% ../nbs/53_lc_reader.ipynb #22c2bf0a
 def forecast_label_rows(rows: Sequence[dict]) -> list[dict]:
     "ForecastProbs rows (`{question_id, question, paragraph, answer, label}`) from reader rows."
@@ -84,8 +115,9 @@ class ReaderSettings:
                                                                            learning_rate=1e-3))
     rm_learning_rate: float = 5e-4
     rm_epochs: float = 1.0
-    forecaster_loss: str = "logit_mse"  # ForecastProbs' `soft_label_loss` (the spec: "bce"; log space serves the reward)
+    forecaster_loss: str = "logit_mse"  # ForecastProbs' `soft_label_loss` (the paper: "bce"; log space serves the reward)
     heldout_every: int = 20  # one question in this many measures each scalar model's fit
+    degenerate_share: float = 0.0  # extra rows of degenerate paragraphs (`DEGENERATIONS`), as a share of the rows
     seed: int = 0
 
 # %% ../nbs/53_lc_reader.ipynb #df84cc29
@@ -105,10 +137,14 @@ def reader_data_stage(p) -> Path:
             prompts = [q.prompt for q in queries]
             lc_paragraphs = p.generate(lc / "model", prompts, n, s.temperature, s.max_new_tokens, s.seed)
             fact_paragraphs = p.generate(fact / "model", prompts, n, s.temperature, s.max_new_tokens, s.seed)
-            rows = reader_rows([q for q in queries for _ in range(n)], [x for xs in lc_paragraphs for x in xs],
-                               [x for xs in fact_paragraphs for x in xs], roles.extractor, roles.forecaster, roles.judge)
+            pairs = [q for q in queries for _ in range(n)]
+            lc_flat, fact_flat = [x for xs in lc_paragraphs for x in xs], [x for xs in fact_paragraphs for x in xs]
+            rows = reader_rows(pairs, lc_flat, fact_flat, roles.extractor, roles.forecaster, roles.judge)
+            extra = degenerate_rows(pairs, lc_flat, fact_flat, round(s.degenerate_share * len(pairs)), s.seed)
+            rows += [{**r, "degenerate": kind} for kind, qs, lcs, facts in extra
+                     for r in reader_rows(qs, lcs, facts, roles.extractor, roles.forecaster, roles.judge)]
         write_jsonl(d / "reward_model_training.jsonl", rows)
-    settings = {k: getattr(s, k) for k in ("paragraphs", "temperature", "max_new_tokens", "seed")}
+    settings = {k: getattr(s, k) for k in ("paragraphs", "temperature", "max_new_tokens", "seed", "degenerate_share")}
     return p.stage("reader_data", {**settings, "roles": {n: role_spec(getattr(roles, n)) for n in ("extractor", "forecaster", "judge")}}, build,
                    {"lc_sft": lc, "factuality_sft": fact, "source": p.source.key()})
 

@@ -55,6 +55,8 @@ class WorldConfig:
     popularity_exponent: float = 0.8
     heldout_every: int = 4
     contradiction_rate: float = 0.02
+    stranger_bios: int = 0  # biographies of invented people who are no entity: copying the prompt's name is the only
+    #                         way to write them, so they teach the base model to copy names (see the corpus below)
     seed: int = 0
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
@@ -460,14 +462,18 @@ def _percents(ws: list[str], value_positions: list[int]) -> list[Optional[float]
     return out
 
 # %% ../nbs/20_world.ipynb #3675dba5
-def _corpus(entities: list[Entity], values: dict, config: WorldConfig, rng: np.random.Generator) -> list[str]:
+def _biography(name: str, a: dict, rng: np.random.Generator) -> str:
+    body = _BIOGRAPHY[rng.integers(len(_BIOGRAPHY))].format(
+        n=name, c=a["birth_city"], y=a["birth_year"], o=with_article(a["occupation"]), e=a["employer"])
+    return f"{PROMPT.format(n=name)} {body}"
+
+
+def _corpus(entities: list[Entity], values: dict, config: WorldConfig, rng: np.random.Generator,
+            taken: set) -> list[str]:
     docs = [DIRECTORY.format(n=e.name) for e in entities]
     for e in entities:
         a, n_bios = e.attributes, math.ceil(e.mentions / 2)
-        for _ in range(n_bios):
-            body = _BIOGRAPHY[rng.integers(len(_BIOGRAPHY))].format(
-                n=e.name, c=a["birth_city"], y=a["birth_year"], o=with_article(a["occupation"]), e=a["employer"])
-            docs.append(f"{PROMPT.format(n=e.name)} {body}")
+        for _ in range(n_bios): docs.append(_biography(e.name, a, rng))
         for attribute in ATTRIBUTES:
             for _ in range(e.mentions - n_bios):
                 value = a[attribute]
@@ -476,6 +482,9 @@ def _corpus(entities: list[Entity], values: dict, config: WorldConfig, rng: np.r
                 templates = _SINGLE_FACT[attribute]
                 shown = with_article(value) if attribute == "occupation" else value
                 docs.append(templates[rng.integers(len(templates))].format(n=e.name, v=shown))
+    for surname in _invent(rng, "surname", config.stranger_bios, taken):
+        first = FIRST_NAMES[rng.integers(len(FIRST_NAMES))]
+        docs.append(_biography(f"{first} {surname}", {k: v[rng.integers(len(v))] for k, v in values.items()}, rng))
     return [docs[i] for i in rng.permutation(len(docs))]
 
 
@@ -494,4 +503,4 @@ def build_world(config: str | WorldConfig = "default", **overrides) -> World:
         attributes = {a: values[a][rng.integers(len(values[a]))] for a in ATTRIBUTES}
         entities.append(Entity(i, FIRST_NAMES[rng.integers(len(FIRST_NAMES))], surnames[i], attributes,
                                int(mentions[i]), i % config.heldout_every == config.heldout_every - 1))
-    return World(config, entities, values, _corpus(entities, values, config, rng))
+    return World(config, entities, values, _corpus(entities, values, config, rng, taken))

@@ -22,13 +22,13 @@ import torch
 from .core import get_logger, lcal_path, progress, read_json, seed_everything, to_jsonable, write_json
 from .stages import STAGE_FILE, finished_key, run_stage
 from .tiny import TinyModelConfig, build_tiny_model, count_parameters, train_tokenizer
-from .world import ATTRIBUTES, HEDGE_WORDS, MENTION_BUCKETS, World, build_world, mention_bucket
+from .world import ATTRIBUTES, HEDGE_WORDS, MENTION_BUCKETS, World, build_world, mention_bucket, words
 from .world_roles import summary_calibration
 
 # %% auto #0
 __all__ = ['MODEL_INFO', 'torch_threads', 'language_texts', 'world_tokenizer', 'pretrain', 'world_dir', 'pretrain_world_model',
-           'model_info', 'generate', 'sample_biographies', 'greedy_accuracy', 'agreement_table', 'knowledge_report',
-           'plot_knowledge', 'world_command']
+           'model_info', 'generate', 'sample_biographies', 'greedy_accuracy', 'agreement_table', 'name_copies',
+           'name_copy_rate', 'knowledge_report', 'plot_knowledge', 'world_command']
 
 # %% ../nbs/21_world_model.ipynb #bc8a8b18
 @contextmanager
@@ -212,6 +212,22 @@ def agreement_table(world: World, samples: Sequence[Sequence[str]], entities, m:
             "accuracy": [round(correct[c] / total[c], 4) if total[c] else None for c in range(1, m + 1)]}
 
 
+def name_copies(world: World, samples: Sequence[Sequence[str]], entities) -> list[float]:
+    "Per entity, the share of its samples whose first sentence names it (by surname): the prompt's name was copied."
+    def first_sentence(text): return words(text.split(" . ", 1)[0])
+    return [float(np.mean([e.surname in first_sentence(t) for t in texts])) if texts else 0.0
+            for e, texts in zip(entities, samples)]
+
+
+def name_copy_rate(world: World, samples: Sequence[Sequence[str]], entities) -> dict:
+    "`{overall, by_mentions}`: how often samples name the prompted entity, overall and per mention bucket."
+    copies = name_copies(world, samples, entities)
+    buckets = [mention_bucket(e.mentions) for e in entities]
+    by = {b: [c for c, bb in zip(copies, buckets) if bb == b] for b in MENTION_BUCKETS}
+    return {"overall": round(float(np.mean(copies)), 4),
+            "by_mentions": {b: round(float(np.mean(v)), 4) if v else None for b, v in by.items()}}
+
+
 def knowledge_report(world: World, model_dir: str | Path, m: int = 8, temperature: float = 0.7, seed: int = 0) -> dict:
     "What the base model knows: the `lcal world report` numbers."
     model, tokenizer = _load(model_dir)
@@ -229,6 +245,7 @@ def knowledge_report(world: World, model_dir: str | Path, m: int = 8, temperatur
             "greedy_accuracy": round(float(np.mean(greedy)), 4),
             "accuracy_by_agreement_bucket": table["accuracy"], "agreement_counts": table["counts"],
             "summary_levels": summary_calibration(world, samples, entities),
+            "name_copy_rate": name_copy_rate(world, samples, entities),
             "samples": {"m": m, "temperature": temperature, "seed": seed},
             **{k: info.get(k) for k in ("pretrain_seconds", "pretrain_cpu_seconds", "parameters", "corpus_tokens",
                                         "tokens_per_second", "final_loss", "threads")}}
@@ -284,6 +301,7 @@ def world_command(argv: list[str]) -> int:
     report["build_seconds"] = round(world_seconds + report["pretrain_seconds"], 2)
     if args.json: write_json(args.json, report)
     if args.figure: print(f"figure: {plot_knowledge(report, args.figure)}")
-    for key in ("accuracy_by_mentions", "fraction_by_mentions", "accuracy_by_agreement_bucket", "build_seconds"):
+    for key in ("accuracy_by_mentions", "fraction_by_mentions", "accuracy_by_agreement_bucket", "name_copy_rate",
+                "build_seconds"):
         print(f"{key}: {report[key]}")
     return 0

@@ -101,6 +101,8 @@ def test_world_command_report_writes_the_issue_keys(tiny_world, tmp_path):
     assert len(report["accuracy_by_agreement_bucket"]) == 8
     assert report["build_seconds"] >= report["pretrain_seconds"] > 0  # world build + pretraining
     assert abs(sum(report["fraction_by_mentions"].values()) - 1) < 1e-6
+    copy = report["name_copy_rate"]
+    assert 0 <= copy["overall"] <= 1 and set(copy["by_mentions"]) == set(report["accuracy_by_mentions"])
     assert figure.stat().st_size > 1000
 
 
