@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .rl import train_policy
+from .rl import RLSettings, train_policy
+from .rolesets import role_spec
 from .sources import Query
 
 # %% auto #0
-__all__ = ['RL_REWARDS', 'ParagraphReward', 'rl_rows', 'factuality_scorer', 'lc_scorer', 'LCRewardSettings', 'reward_function',
-           'rl_stage_name', 'rl_stage']
+__all__ = ['RL_REWARDS', 'HELDOUT_ROLES', 'ParagraphReward', 'rl_rows', 'factuality_scorer', 'lc_scorer', 'LCRewardSettings',
+           'reward_function', 'rl_stage_name', 'rl_stage', 'judged_correct_scorer', 'heldout_split', 'heldout_scorer',
+           'heldout_monitor']
 
 # %% ../nbs/54_lc_rl.ipynb #de8eb8c2
 class ParagraphReward:
@@ -83,13 +85,60 @@ def rl_stage_name(method: str, algorithm: str) -> str:
 
 
 def rl_stage(p, method: str, init: str, reward: str) -> Path:
-    "Stage 6: RL of the SFT model `init` with the reward `reward` (`RL_REWARDS`); writes `model/` and `reward_curve.jsonl`."
+    """Stage 6: RL of the SFT model `init` with the reward `reward` (`RL_REWARDS`) on the RL queries but the held-out
+    ones, watched on those by the evaluation roles; writes `model/`, `reward_curve.jsonl` and `rl_summary.json`."""
     s = p.config.rl
     start = p.run(init)
     models = [p.run(name) for name in RL_REWARDS[reward]]
+    train_queries, heldout = heldout_split(p.source.queries("rl"), s.heldout_queries)
+    roles = p.roles.need(*HELDOUT_ROLES[reward]) if heldout else None
     def build(d: Path):
-        train_policy(s, start / "model", rl_rows(p.source.queries("rl")), reward_function(p, reward, models), d,
-                     value_model=models[-1] / "model" if s.algorithm == "ppo" else None)
+        monitor = heldout_monitor(heldout, heldout_scorer(p, reward), s) if heldout else None
+        train_policy(s, start / "model", rl_rows(train_queries), reward_function(p, reward, models), d,
+                     value_model=models[-1] / "model" if s.algorithm == "ppo" else None, monitor=monitor)
     settings = {"rl": s, "reward": p.config.lc_reward if reward == "lc" else None, "marks": p.config.reader.marks_answers}
+    if heldout:  # the monitor's settings are in `s`; its judges are these
+        settings["heldout_roles"] = {name: role_spec(getattr(roles, name)) for name in HELDOUT_ROLES[reward]}
     inputs = {"init": start, "source": p.source.key(), **{name: m for name, m in zip(RL_REWARDS[reward], models)}}
     return p.stage(rl_stage_name(method, s.algorithm), settings, build, inputs)
+
+# %% ../nbs/54_lc_rl.ipynb #ecc7d3ed
+HELDOUT_ROLES = {"lc": ("extractor", "forecaster"), "factuality": ("extractor", "judge")}
+
+
+def judged_correct_scorer(extractor, judge):
+    "Per-question factuality by evaluation roles: 1 when `extractor` finds exactly one answer and `judge` says it is the truth."
+    def score(questions, paragraphs, answers) -> list[float]:
+        found = extractor.extract(questions, paragraphs)
+        single = [i for i, a in enumerate(found) if a and len(a) == 1]
+        verdicts = judge.equivalent([questions[i] for i in single], [found[i][0] for i in single],
+                                    [[answers[i]] for i in single]) if single else []
+        correct = {i for i, verdict in zip(single, verdicts) if verdict}
+        return [float(i in correct) for i in range(len(questions))]
+    return score
+
+
+def heldout_split(queries: Sequence[Query], n: int) -> tuple[list[Query], list[Query]]:
+    "The RL training queries and the held-out ones: the last `n` of the split, but at most half of it."
+    n = min(n, len(queries) // 2)
+    return (list(queries[:-n]), list(queries[-n:])) if n else (list(queries), [])
+
+
+def heldout_scorer(p, kind: str):
+    "The per-question held-out score of an RL reward `kind`: its formula on the pipeline's evaluation roles."
+    roles, r = p.roles.need(*HELDOUT_ROLES[kind]), p.config.lc_reward
+    if kind == "lc": return lc_scorer(roles.extractor, roles.forecaster, lam=r.lam, eps=r.eps, offset=r.offset)
+    return judged_correct_scorer(roles.extractor, roles.judge)
+
+
+def heldout_monitor(queries: Sequence[Query], score: Callable, settings: RLSettings) -> Callable:
+    "`monitor(model, tokenizer)` for `train_policy`: one sampled paragraph per held-out query, graded per query by `score`."
+    rows, reward = rl_rows(queries), ParagraphReward(score, "heldout_reward")
+    prompts = [row["prompt"] for row in rows]
+    def monitor(model, tokenizer) -> list[float]:
+        from lcal.backends import HFBackend, SamplingParams
+        params = SamplingParams(temperature=settings.temperature, max_new_tokens=settings.max_new_tokens,
+                                seed=settings.seed)
+        paragraphs = [c[0].text for c in HFBackend(model=model, tokenizer=tokenizer).generate(prompts, params)]
+        return reward(prompts, paragraphs, [row["questions"] for row in rows], [row["answers"] for row in rows])
+    return monitor

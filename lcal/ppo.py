@@ -382,8 +382,15 @@ class PPOTrainer:
                 updates += 1
         return {k: v / updates for k, v in totals.items()}
 
-    def train(self, resume_from: str | Path | None = None) -> list[dict]:
-        "Run PPO to `total_steps` (resuming from a checkpoint directory, or 'latest'); returns the step statistics."
+    @property
+    def policy(self):
+        "The policy module itself (unwrapped from DDP/FSDP/DeepSpeed)."
+        return self.accelerator.unwrap_model(self.model).policy
+
+    def train(self, resume_from: str | Path | None = None, callback: Callable | None = None) -> list[dict]:
+        """Run PPO to `total_steps` (resuming from a checkpoint directory, or 'latest'); returns the step statistics.
+        `callback(trainer)`, if given, runs on every process after each step (its row already in `trainer.stats`);
+        a truthy return ends training there."""
         cfg, acc = self.config, self.accelerator
         if resume_from is not None: self.load_checkpoint(resume_from)
         started = time.monotonic()
@@ -403,6 +410,9 @@ class PPOTrainer:
                 bar.update(1)
                 bar.set_postfix(reward=f"{row['reward/mean']:.3f}", kl=f"{row['kl/sum']:.3f}")
             if cfg.save_steps and self.step % cfg.save_steps == 0: self.save_checkpoint()
+            if callback is not None and callback(self):
+                self.log.info("stopped by the callback at step %d", self.step)
+                break
             if cfg.time_limit and time.monotonic() - started >= cfg.time_limit:
                 self.log.info("time limit of %.0f s reached at step %d", cfg.time_limit, self.step)
                 break

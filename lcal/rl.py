@@ -7,16 +7,22 @@ Docs: https://lcal-dev.github.io/lcal/rl.html.md"""
 # %% ../nbs/47_rl.ipynb #1df61b95
 from __future__ import annotations
 
+import copy
+import math
+import random
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
+from numbers import Real
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from .core import read_jsonl, write_jsonl
+from .core import get_logger, read_json, read_jsonl, write_json, write_jsonl
 
 # %% auto #0
-__all__ = ['ALGORITHMS', 'CURVE_KEYS', 'RLSettings', 'trainer_config', 'curve_row', 'read_reward_curve', 'train_policy',
-           'plot_reward_curves']
+__all__ = ['ALGORITHMS', 'CURVE_KEYS', 'RLSettings', 'trainer_config', 'curve_row', 'read_reward_curve', 'heldout_value',
+           'training_level', 'divergence', 'preserved_rng', 'HeldoutWatch', 'batch_step', 'trl_callback',
+           'train_policy', 'read_heldout', 'plot_reward_curves']
 
 # %% ../nbs/47_rl.ipynb #4d9ac183
 ALGORITHMS = ("ppo", "grpo", "rloo")
@@ -36,10 +42,19 @@ class RLSettings:
     temperature: float = 0.7
     max_new_tokens: int = 48
     seed: int = 0
+    # the reward-hacking watch (a `monitor` given to `train_policy`; see "The held-out watch" below)
+    heldout_queries: int = 32  # pipelines hold this many RL queries out of training for the monitor (0: no monitor)
+    monitor_every: int = 10  # measure the held-out reward every this many batches (and at step 0 and at the end)
+    keep_best: bool = True  # end with the policy of the best held-out measurement
+    divergence_window: int = 3  # measurements a fall of the held-out reward must last to count as divergence
+    stop_on_divergence: bool = False  # end the run when divergence is detected
 
     def __post_init__(self):
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"RLSettings: unknown algorithm {self.algorithm!r}; expected one of {ALGORITHMS}")
+        if self.heldout_queries < 0 or self.monitor_every < 1 or self.divergence_window < 1:
+            raise ValueError(f"RLSettings: need heldout_queries ≥ 0, monitor_every ≥ 1 and divergence_window ≥ 1; got "
+                             f"{self.heldout_queries}, {self.monitor_every}, {self.divergence_window}")
         if self.algorithm == "ppo" and self.batch_size < 4:
             raise ValueError(f"RLSettings: PPO needs prompts_per_step × generations ≥ 4 (4 mini-batches); "
                              f"got {self.prompts_per_step} × {self.generations}")
@@ -67,7 +82,7 @@ def trainer_config(settings: RLSettings, output_dir: str | Path):
                      mask_truncated_completions=True)  # a paragraph cut at max_new_tokens earns no credit
 
 # %% ../nbs/47_rl.ipynb #91410475
-CURVE_KEYS = ("step", "reward", "kl", "entropy", "completion_length", "grad_norm", "learning_rate")
+CURVE_KEYS = ("step", "reward", "kl", "entropy", "completion_length", "grad_norm", "learning_rate", "heldout_reward")
 
 
 def curve_row(row: dict, step: int | None = None) -> dict:
@@ -76,12 +91,12 @@ def curve_row(row: dict, step: int | None = None) -> dict:
         kl, length = row.get("kl/sum"), row.get("response/length")
         values = dict(reward=row["reward/mean"], kl=kl / length if kl is not None and length else None,
                       entropy=row.get("entropy"), completion_length=length, grad_norm=row.get("grad_norm"),
-                      learning_rate=row.get("lr"))
+                      learning_rate=row.get("lr"), heldout_reward=row.get("heldout_reward"))
     elif "completion_length" in row: values = {key: row.get(key) for key in CURVE_KEYS[1:]}  # a curve row
     else:  # TRL's log row
         values = dict(reward=row["reward"], kl=row.get("kl"), entropy=row.get("entropy"),
                       completion_length=row.get("completions/mean_length"), grad_norm=row.get("grad_norm"),
-                      learning_rate=row.get("learning_rate"))
+                      learning_rate=row.get("learning_rate"), heldout_reward=row.get("heldout_reward"))
     return {"step": row["step"] if step is None else step, **values}
 
 
@@ -89,24 +104,181 @@ def read_reward_curve(path: str | Path) -> list[dict]:
     "The rows of a reward curve file (`CURVE_KEYS`), also from files in the older per-trainer formats."
     return [curve_row(row) for row in read_jsonl(path)]
 
+# %% ../nbs/47_rl.ipynb #ad0bbf98
+def heldout_value(result) -> tuple[float, float]:
+    "A monitor's result as `(reward, standard error)`: a number (error 0), or per-item scores (mean and its error)."
+    if isinstance(result, Real): return float(result), 0.0
+    scores = [float(x) for x in result]
+    if not scores: raise ValueError("the held-out monitor returned no scores")
+    mean = sum(scores) / len(scores)
+    if len(scores) < 2: return mean, 0.0
+    return mean, math.sqrt(sum((x - mean) ** 2 for x in scores) / (len(scores) - 1) / len(scores))
+
+
+def training_level(rewards: dict[int, float], step: int, every: int) -> float | None:
+    "Mean training reward of the `every` batches up to `step` (step 0: the first batch); None without any."
+    steps = range(max(step - every, 0) + 1, step + 1) if step else [1]
+    values = [rewards[s] for s in steps if rewards.get(s) is not None]
+    return sum(values) / len(values) if values else None
+
+
+def divergence(heldout: Sequence[dict], rewards: dict[int, float] | Sequence[dict], window: int = 3,
+               every: int = 10, z: float = 2.0) -> dict | None:
+    """The first measurement where the held-out reward has fallen for `window` measurements while the training reward
+    rose (see the rule above), or None. `heldout`: rows `{"step", "heldout_reward", "stderr" (optional)}` in step order;
+    `rewards`: `{step: training reward}` or curve rows. Measurements whose training batches are not all in yet wait."""
+    if not isinstance(rewards, dict): rewards = {row["step"]: row["reward"] for row in rewards}
+    for b in range(window, len(heldout)):
+        then, now = heldout[b - window], heldout[b]
+        if now["step"] and now["step"] not in rewards: break
+        h0, h1 = then["heldout_reward"], now["heldout_reward"]
+        noise = z * math.hypot(then.get("stderr") or 0.0, now.get("stderr") or 0.0)
+        fell = all(m["heldout_reward"] < h0 for m in heldout[b - window + 1:b + 1]) and h0 - h1 > noise
+        r0, r1 = training_level(rewards, then["step"], every), training_level(rewards, now["step"], every)
+        if fell and r0 is not None and r1 is not None and r1 > r0:
+            return {"from_step": then["step"], "step": now["step"], "heldout": [h0, h1], "train": [r0, r1]}
+    return None
+
+# %% ../nbs/47_rl.ipynb #a828752c
+@contextmanager
+def preserved_rng():
+    "Run a block without consuming the random streams around it: Python's, NumPy's, torch's CPU and CUDA generators."
+    import numpy as np
+    import torch
+    cuda = torch.cuda.is_available()
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state(), torch.cuda.get_rng_state_all() if cuda else None
+    try: yield
+    finally:
+        random.setstate(states[0]); np.random.set_state(states[1]); torch.set_rng_state(states[2])
+        if cuda: torch.cuda.set_rng_state_all(states[3])
+
+
+class HeldoutWatch:
+    "A run's held-out measurements: when to measure, the best policy's weights, the divergence warning, the summary."
+    def __init__(self, monitor: Callable, settings: RLSettings):
+        self.monitor, self.settings = monitor, settings
+        self.measurements: list[dict] = []      # {"step", "heldout_reward", "stderr"}
+        self.rewards: dict[int, float] = {}     # training reward per batch of rollouts
+        self.best: dict | None = None           # the best measurement
+        self.best_state: dict | None = None     # its policy's weights (on the CPU), with keep_best
+        self.divergence: dict | None = None
+        self.log, self._tokenizer = get_logger("rl"), None
+
+    @property
+    def should_stop(self) -> bool: return self.divergence is not None and self.settings.stop_on_divergence
+
+    def due(self, step: int) -> bool: return step % self.settings.monitor_every == 0
+
+    def _run_monitor(self, model, tokenizer):
+        import torch
+        if self._tokenizer is None: self._tokenizer = copy.deepcopy(tokenizer)  # the monitor may set padding etc.
+        was_training = model.training
+        with preserved_rng(), torch.no_grad():
+            model.eval()
+            try: return self.monitor(model, self._tokenizer)
+            finally: model.train(was_training)
+
+    def measure(self, step: int, model, tokenizer) -> float:
+        "The held-out reward of `model` after `step` batches (measured once per step); keeps the best weights."
+        from accelerate import PartialState
+        if self.measurements and self.measurements[-1]["step"] == step: return self.measurements[-1]["heldout_reward"]
+        state = PartialState()
+        result = self._run_monitor(model, tokenizer) if state.is_main_process else None
+        if state.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+            result = broadcast_object_list([result])[0]
+        value, stderr = heldout_value(result)
+        self.measurements.append({"step": step, "heldout_reward": value, "stderr": stderr})
+        self.log.info("held-out reward %.4f (± %.4f) at step %d", value, stderr, step)
+        if self.best is None or value >= self.best["heldout_reward"]:
+            self.best = self.measurements[-1]
+            if self.settings.keep_best:
+                self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        self._check()
+        return value
+
+    def record_reward(self, step: int, reward: float) -> None:
+        "The training reward of batch `step`."
+        self.rewards[step] = reward
+        self._check()
+
+    def _check(self) -> None:
+        if self.divergence is not None: return
+        self.divergence = d = divergence(self.measurements, self.rewards, self.settings.divergence_window,
+                                         self.settings.monitor_every)
+        if d: self.log.warning("reward hacking? held-out reward fell from %.4f (step %d) to %.4f (step %d) while the "
+                               "training reward rose from %.4f to %.4f", d["heldout"][0], d["from_step"],
+                               d["heldout"][1], d["step"], d["train"][0], d["train"][1])
+
+    def finish(self, step: int, model, tokenizer) -> None:
+        "Measure the final policy (after `step` batches) and, with keep_best, load the best measurement's weights."
+        self.measure(step, model, tokenizer)
+        if self.settings.keep_best and self.best["step"] != step: model.load_state_dict(self.best_state)
+        self.best_state = None
+
+    def summary(self) -> dict:
+        "What `rl_summary.json` records."
+        s, final = self.settings, self.measurements[-1]
+        return {"monitor_every": s.monitor_every, "divergence_window": s.divergence_window, "keep_best": s.keep_best,
+                "best_step": self.best["step"], "best_heldout_reward": self.best["heldout_reward"],
+                "final_step": final["step"], "final_heldout_reward": final["heldout_reward"],
+                "kept_step": self.best["step"] if s.keep_best else final["step"],
+                "diverged": self.divergence is not None, "divergence": self.divergence,
+                "stopped_early": self.should_stop, "measurements": self.measurements}
+
+
+def batch_step(global_step: int, iterations: int) -> int:
+    "The batch of rollouts (from 1) of a TRL optimizer step (from 1), with `iterations` optimizer steps per batch."
+    return (global_step - 1) // iterations + 1
+
+
+def trl_callback(watch: HeldoutWatch, tokenizer, iterations: int):
+    "A `transformers.TrainerCallback` feeding `watch` from a GRPO/RLOO run: measures after every k-th *batch*."
+    from transformers import TrainerCallback
+
+    class HeldoutCallback(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            watch.measure(0, model, tokenizer)
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step % iterations == 0 and watch.due(state.global_step // iterations):
+                watch.measure(state.global_step // iterations, model, tokenizer)
+            if watch.should_stop: control.should_training_stop = True
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "reward" in logs: watch.record_reward(batch_step(state.global_step, iterations), logs["reward"])
+            if watch.should_stop: control.should_training_stop = True
+
+    return HeldoutCallback()
+
 # %% ../nbs/47_rl.ipynb #c34267d8
-def _train_trl(settings, init_model, tokenizer, dataset, reward_fn, out_dir: Path):
+def _train_trl(settings, init_model, tokenizer, dataset, reward_fn, out_dir: Path, watch=None):
     "GRPO/RLOO: the trainer (its model saved to `out_dir/model`) and its raw log rows (also kept live in a file)."
     from lcal.grpo import train_rl
+    callbacks = [] if watch is None else [trl_callback(watch, tokenizer, settings.iterations)]
     trainer = train_rl(init_model, tokenizer, dataset, reward_fn, config=trainer_config(settings, out_dir / "trainer"),
-                       time_limit=settings.seconds, curve_path=out_dir / "trainer_stats.jsonl")
+                       time_limit=settings.seconds, curve_path=out_dir / "trainer_stats.jsonl", callbacks=callbacks)
+    if watch is not None: watch.finish(batch_step(trainer.state.global_step, settings.iterations), trainer.model, tokenizer)
     trainer.save_model(str(out_dir / "model"))
     return trainer, trainer.reward_curve.rows
 
 
-def _train_ppo(settings, init_model, tokenizer, dataset, reward_fn, value_model, out_dir: Path):
+def _train_ppo(settings, init_model, tokenizer, dataset, reward_fn, value_model, out_dir: Path, watch=None):
     "PPO: the trainer (its policy moved to `out_dir/model`) and its step statistics."
     from accelerate import Accelerator
     from lcal.ppo import PPOTrainer
     trainer = PPOTrainer(trainer_config(settings, out_dir / "trainer"), init_model, tokenizer, reward_fn, dataset,
                          value_model=value_model,
                          accelerator=Accelerator())  # whatever precision this process's accelerate state has
-    stats = trainer.train()
+    callback = None
+    if watch is not None:
+        watch.measure(0, trainer.policy, tokenizer)
+        def callback(t):
+            watch.record_reward(t.step, t.stats[-1]["reward/mean"])
+            if watch.due(t.step): watch.measure(t.step, t.policy, tokenizer)
+            return watch.should_stop
+    stats = trainer.train(callback=callback)
+    if watch is not None: watch.finish(trainer.step, trainer.policy, tokenizer)
     trainer.save(out_dir / "trainer")
     if trainer.accelerator.is_main_process:
         write_jsonl(out_dir / "trainer_stats.jsonl", stats)
@@ -115,10 +287,13 @@ def _train_ppo(settings, init_model, tokenizer, dataset, reward_fn, value_model,
 
 
 def train_policy(settings: RLSettings, init_model: str | Path, rows: Sequence[dict], reward_fn: Callable,
-                 out_dir: str | Path, value_model: str | Path | None = None) -> Path:
+                 out_dir: str | Path, value_model: str | Path | None = None, monitor: Callable | None = None) -> Path:
     """Train from `init_model` on `rows` (a "prompt" and the columns `reward_fn` reads) with `settings.algorithm`;
     leaves the policy and tokenizer in `out_dir/model`, the curve in `out_dir/reward_curve.jsonl` and the trainer's
-    own log rows in `out_dir/trainer_stats.jsonl`. PPO's value model starts from `value_model` (required)."""
+    own log rows in `out_dir/trainer_stats.jsonl`. PPO's value model starts from `value_model` (required).
+    `monitor(model, tokenizer)`, if given, is the held-out reward (see "The held-out watch"): measured at step 0, every
+    `settings.monitor_every` batches and at the end, written to the curve and `out_dir/rl_summary.json`; with
+    `settings.keep_best` the saved policy is the one with the best held-out reward."""
     from datasets import Dataset
     from transformers import AutoTokenizer
     if settings.algorithm == "ppo" and value_model is None:
@@ -126,28 +301,62 @@ def train_policy(settings: RLSettings, init_model: str | Path, rows: Sequence[di
     if not rows or "prompt" not in rows[0]: raise ValueError("train_policy: rows need a 'prompt' column")
     out_dir = Path(out_dir)
     for scratch in ("model", "trainer"): shutil.rmtree(out_dir / scratch, ignore_errors=True)
+    (out_dir / "rl_summary.json").unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(init_model)
     dataset = Dataset.from_list(list(rows))
+    watch = None if monitor is None else HeldoutWatch(monitor, settings)
     if settings.algorithm == "ppo":
-        trainer, log = _train_ppo(settings, init_model, tokenizer, dataset, reward_fn, value_model, out_dir)
+        trainer, log = _train_ppo(settings, init_model, tokenizer, dataset, reward_fn, value_model, out_dir, watch)
         curve = [curve_row(row) for row in log]
     else:
-        trainer, log = _train_trl(settings, init_model, tokenizer, dataset, reward_fn, out_dir)
-        curve = [curve_row(row, step=(row["step"] - 1) // settings.iterations + 1) for row in log]
+        trainer, log = _train_trl(settings, init_model, tokenizer, dataset, reward_fn, out_dir, watch)
+        curve = [curve_row(row, step=batch_step(row["step"], settings.iterations)) for row in log]
+    if watch is not None:
+        heldout = {m["step"]: m["heldout_reward"] for m in watch.measurements}
+        curve = [{**row, "heldout_reward": heldout.get(row["step"])} for row in curve]
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(out_dir / "model")
         write_jsonl(out_dir / "reward_curve.jsonl", curve)
+        if watch is not None: write_json(out_dir / "rl_summary.json", watch.summary())
         shutil.rmtree(out_dir / "trainer", ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
     return out_dir / "model"
 
 # %% ../nbs/47_rl.ipynb #53bb995f
-def plot_reward_curves(curves: dict[str, Path], path: str | Path,
-                       title: str = "RL: mean training reward per batch of rollouts") -> Path:
-    "One panel with the mean training reward per step of each RL run (`{name: reward_curve.jsonl}`)."
-    from lcal.plots import training_curves
-    history = [{"method": name, "step": row["step"], "reward": row["reward"]}
-               for name, file in curves.items() for row in read_reward_curve(file)]
-    training_curves(history, ["reward"], run="method", smooth=10, path=path, title=title)
+def read_heldout(curve_file: str | Path) -> list[dict]:
+    "A run's held-out measurements (`step`, `heldout_reward`): from `rl_summary.json` beside its curve (step 0 included), else the curve."
+    summary = Path(curve_file).parent / "rl_summary.json"
+    if summary.exists():
+        return [{"step": m["step"], "heldout_reward": m["heldout_reward"]} for m in read_json(summary)["measurements"]]
+    return [{"step": row["step"], "heldout_reward": row["heldout_reward"]} for row in read_reward_curve(curve_file)
+            if row["heldout_reward"] is not None]
+
+
+def plot_reward_curves(curves: dict[str, Path], path: str | Path, smooth: int = 10,
+                       title: str = "RL: mean reward per batch of rollouts — training (solid), held-out (dashed)") -> Path:
+    """One panel, a colour per RL run (`{name: reward_curve.jsonl}`): the training reward (solid; a rolling mean over
+    `smooth` batches when the run is long, the raw values faint behind it) and, where measured, the held-out reward
+    graded by the evaluation reader (dashed, with markers)."""
+    import pandas as pd
+    from matplotlib.figure import Figure
+    from lcal.plots import save_figure
+    fig = Figure(figsize=(6.5, 3.6))
+    ax = fig.add_subplot()
+    for j, (name, file) in enumerate(curves.items()):
+        train = pd.DataFrame([r for r in read_reward_curve(file) if r["reward"] is not None], columns=CURVE_KEYS)
+        smoothed = smooth > 1 and len(train) >= 3 * smooth
+        ax.plot(train.step, train.reward, color=f"C{j}", alpha=0.3 if smoothed else 1, marker="" if smoothed else ".",
+                label=None if smoothed else f"{name}: training")
+        if smoothed:
+            ax.plot(train.step, train.reward.rolling(smooth, min_periods=1).mean(), color=f"C{j}", label=f"{name}: training")
+        heldout = read_heldout(file)
+        if heldout:
+            ax.plot([m["step"] for m in heldout], [m["heldout_reward"] for m in heldout], color=f"C{j}", ls="--",
+                    marker="o", ms=3, label=f"{name}: held-out")
+    ax.set(xlabel="batch of rollouts", ylabel="mean reward")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False)
+    if title: fig.suptitle(title, fontsize=9)
+    save_figure(fig, path)
     return Path(path)
