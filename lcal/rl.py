@@ -21,8 +21,8 @@ from .core import get_logger, read_json, read_jsonl, write_json, write_jsonl
 
 # %% auto #0
 __all__ = ['ALGORITHMS', 'CURVE_KEYS', 'RLSettings', 'trainer_config', 'curve_row', 'read_reward_curve', 'heldout_value',
-           'training_level', 'divergence', 'preserved_rng', 'HeldoutWatch', 'batch_step', 'trl_callback',
-           'train_policy', 'read_heldout', 'plot_reward_curves']
+           'training_level', 'clearly_above', 'divergence', 'preserved_rng', 'HeldoutWatch', 'batch_step',
+           'trl_callback', 'train_policy', 'read_heldout', 'plot_reward_curves']
 
 # %% ../nbs/47_rl.ipynb #4d9ac183
 ALGORITHMS = ("ppo", "grpo", "rloo")
@@ -122,6 +122,11 @@ def training_level(rewards: dict[int, float], step: int, every: int) -> float | 
     return sum(values) / len(values) if values else None
 
 
+def clearly_above(a: dict, b: dict, z: float = 2.0) -> bool:
+    "Whether measurement `a`'s held-out reward exceeds `b`'s by more than `z` standard errors of their difference."
+    return a["heldout_reward"] - b["heldout_reward"] > z * math.hypot(a.get("stderr") or 0.0, b.get("stderr") or 0.0)
+
+
 def divergence(heldout: Sequence[dict], rewards: dict[int, float] | Sequence[dict], window: int = 3,
                every: int = 10, z: float = 2.0) -> dict | None:
     """The first measurement where the held-out reward has fallen for `window` measurements while the training reward
@@ -132,8 +137,7 @@ def divergence(heldout: Sequence[dict], rewards: dict[int, float] | Sequence[dic
         then, now = heldout[b - window], heldout[b]
         if now["step"] and now["step"] not in rewards: break
         h0, h1 = then["heldout_reward"], now["heldout_reward"]
-        noise = z * math.hypot(then.get("stderr") or 0.0, now.get("stderr") or 0.0)
-        fell = all(m["heldout_reward"] < h0 for m in heldout[b - window + 1:b + 1]) and h0 - h1 > noise
+        fell = all(m["heldout_reward"] < h0 for m in heldout[b - window + 1:b + 1]) and clearly_above(then, now, z)
         r0, r1 = training_level(rewards, then["step"], every), training_level(rewards, now["step"], every)
         if fell and r0 is not None and r1 is not None and r1 > r0:
             return {"from_step": then["step"], "step": now["step"], "heldout": [h0, h1], "train": [r0, r1]}
@@ -162,6 +166,7 @@ class HeldoutWatch:
         self.best: dict | None = None           # the best measurement
         self.best_state: dict | None = None     # its policy's weights (on the CPU), with keep_best
         self.divergence: dict | None = None
+        self.kept: dict | None = None           # the measurement whose policy the run ends with
         self.log, self._tokenizer = get_logger("rl"), None
 
     @property
@@ -211,9 +216,12 @@ class HeldoutWatch:
                                d["heldout"][1], d["step"], d["train"][0], d["train"][1])
 
     def finish(self, step: int, model, tokenizer) -> None:
-        "Measure the final policy (after `step` batches) and, with keep_best, load the best measurement's weights."
+        "Measure the final policy (after `step` batches); with keep_best, load the best weights if clearly better."
         self.measure(step, model, tokenizer)
-        if self.settings.keep_best and self.best["step"] != step: model.load_state_dict(self.best_state)
+        final = self.measurements[-1]
+        better = self.settings.keep_best and self.best["step"] != step and clearly_above(self.best, final)
+        self.kept = self.best if better else final
+        if better: model.load_state_dict(self.best_state)
         self.best_state = None
 
     def summary(self) -> dict:
@@ -222,7 +230,7 @@ class HeldoutWatch:
         return {"monitor_every": s.monitor_every, "divergence_window": s.divergence_window, "keep_best": s.keep_best,
                 "best_step": self.best["step"], "best_heldout_reward": self.best["heldout_reward"],
                 "final_step": final["step"], "final_heldout_reward": final["heldout_reward"],
-                "kept_step": self.best["step"] if s.keep_best else final["step"],
+                "kept_step": self.kept["step"] if self.kept else final["step"],
                 "diverged": self.divergence is not None, "divergence": self.divergence,
                 "stopped_early": self.should_stop, "measurements": self.measurements}
 
