@@ -55,8 +55,6 @@ class WorldConfig:
     popularity_exponent: float = 0.8
     heldout_every: int = 4
     contradiction_rate: float = 0.02
-    stranger_bios: int = 0  # biographies of invented people who are no entity: copying the prompt's name is the only
-    #                         way to write them, so they teach the base model to copy names (see the corpus below)
     seed: int = 0
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
@@ -468,8 +466,7 @@ def _biography(name: str, a: dict, rng: np.random.Generator) -> str:
     return f"{PROMPT.format(n=name)} {body}"
 
 
-def _corpus(entities: list[Entity], values: dict, config: WorldConfig, rng: np.random.Generator,
-            taken: set) -> list[str]:
+def _corpus(entities: list[Entity], values: dict, config: WorldConfig, rng: np.random.Generator) -> list[str]:
     docs = [DIRECTORY.format(n=e.name) for e in entities]
     for e in entities:
         a, n_bios = e.attributes, math.ceil(e.mentions / 2)
@@ -482,9 +479,6 @@ def _corpus(entities: list[Entity], values: dict, config: WorldConfig, rng: np.r
                 templates = _SINGLE_FACT[attribute]
                 shown = with_article(value) if attribute == "occupation" else value
                 docs.append(templates[rng.integers(len(templates))].format(n=e.name, v=shown))
-    for surname in _invent(rng, "surname", config.stranger_bios, taken):
-        first = FIRST_NAMES[rng.integers(len(FIRST_NAMES))]
-        docs.append(_biography(f"{first} {surname}", {k: v[rng.integers(len(v))] for k, v in values.items()}, rng))
     return [docs[i] for i in rng.permutation(len(docs))]
 
 
@@ -503,4 +497,4 @@ def build_world(config: str | WorldConfig = "default", **overrides) -> World:
         attributes = {a: values[a][rng.integers(len(values[a]))] for a in ATTRIBUTES}
         entities.append(Entity(i, FIRST_NAMES[rng.integers(len(FIRST_NAMES))], surnames[i], attributes,
                                int(mentions[i]), i % config.heldout_every == config.heldout_every - 1))
-    return World(config, entities, values, _corpus(entities, values, config, rng, taken))
+    return World(config, entities, values, _corpus(entities, values, config, rng))
