@@ -111,13 +111,13 @@ class ReaderSettings:
     temperature: float = 0.7
     max_new_tokens: int = 48
     marks_answers: bool = True  # scalar reader models see the candidate marked (`lcal.reward_models.mark_answer`)
-    extractor_sft: SFTSettings = field(default_factory=lambda: SFTSettings(num_train_epochs=3, freeze_embeddings=False,
+    extractor_sft: SFTSettings = field(default_factory=lambda: SFTSettings(num_train_epochs=2, freeze_embeddings=False,
                                                                            learning_rate=1e-3))
     rm_learning_rate: float = 5e-4
     rm_epochs: float = 1.0
     forecaster_loss: str = "logit_mse"  # ForecastProbs' `soft_label_loss` (the paper: "bce"; log space serves the reward)
     heldout_every: int = 20  # one question in this many measures each scalar model's fit
-    degenerate_share: float = 0.0  # extra rows of degenerate paragraphs (`DEGENERATIONS`), as a share of the rows
+    degenerate_share: float = 0.5  # extra rows of degenerate paragraphs (`DEGENERATIONS`), as a share of the rows
     seed: int = 0
 
 # %% ../nbs/53_lc_reader.ipynb #df84cc29
