@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional, Sequence, Union
@@ -18,8 +19,8 @@ from .request_cache import Ledger, RequestCache, request_key
 
 # %% auto #0
 __all__ = ['Prompt', 'BACKENDS', 'SamplingParams', 'Completion', 'truncate_at_stop', 'Request', 'check_prompts', 'Backend',
-           'get_backend', 'pick_device', 'pick_dtype', 'pick_attention', 'load_causal_lm', 'format_prompt', 'HFBackend',
-           'VLLMBackend']
+           'get_backend', 'pick_device', 'pick_dtype', 'pick_attention', 'looks_like_path', 'check_model_path',
+           'load_causal_lm', 'format_prompt', 'HFBackend', 'VLLMBackend']
 
 # %% ../nbs/10_backends.ipynb #4cac73b7
 Prompt = Union[str, list]  # plain text, or a list of {"role": ..., "content": ...} messages
@@ -176,8 +177,26 @@ def pick_attention(device: str) -> str:
     return "flash_attention_2" if device.startswith("cuda") and importlib.util.find_spec("flash_attn") else "sdpa"
 
 
+def looks_like_path(name_or_path: str) -> bool:
+    "Whether a model name is meant as a local path rather than a hub name like `org/model`."
+    s = str(name_or_path)
+    if s.startswith(("/", "./", "../", "~")) or s in (".", ".."): return True
+    if os.sep not in s and "/" not in s: return False
+    parts = [p for p in s.replace(os.sep, "/").split("/") if p]
+    return len(parts) > 2 or os.path.exists(parts[0])
+
+
+def check_model_path(name_or_path: str) -> str:
+    "Fail with `PATH: no such directory` when a path-looking model name does not exist (instead of a hub error)."
+    if looks_like_path(name_or_path) and not os.path.exists(os.path.expanduser(str(name_or_path))):
+        raise FileNotFoundError(f"{name_or_path}: no such directory")
+    return os.path.expanduser(str(name_or_path)) if looks_like_path(name_or_path) else str(name_or_path)
+
+
 def load_causal_lm(name_or_path: str, device: Optional[str] = None, dtype=None, adapter: Optional[str] = None):
     "Load `(model, tokenizer)` for generation: eval mode, left padding, on the best device, LoRA merged if given."
+    name_or_path = check_model_path(name_or_path)
+    if adapter: adapter = check_model_path(adapter)
     from transformers import AutoModelForCausalLM, AutoTokenizer
     device = device or pick_device()
     tokenizer = AutoTokenizer.from_pretrained(name_or_path)
@@ -326,7 +345,7 @@ class VLLMBackend(Backend):
         vllm = require("vllm", extra="gpu")
         super().__init__(name_or_path, cache=cache)
         self.vllm = vllm
-        self.engine = vllm.LLM(model=name_or_path, **engine_kwargs)
+        self.engine = vllm.LLM(model=check_model_path(name_or_path), **engine_kwargs)
         self.tokenizer = self.engine.get_tokenizer()
 
     def _complete(self, requests, params, record):

@@ -39,7 +39,8 @@ def demo_command(argv: list[str]) -> int:
     from lcal.cli import command_parser
     from lcal.world import PRESETS
     parser = command_parser("demo", "Linguistic calibration end to end on a simulated world (CPU, minutes): "
-                                    "writes DIR/results.json, DIR/lc_world_reliability.png, DIR/lc_world_frontier.png.")
+                                    "writes DIR/results.json and three figures, DIR/lc_world_reliability.png, "
+                                    "DIR/lc_world_frontier.png and DIR/lc_world_rl_rewards.png.")
     parser.add_argument("--out", default="figures", help="output directory (default: figures/)")
     parser.add_argument("--world", default="default", choices=sorted(PRESETS), help="world preset (default: default)")
     parser.add_argument("--seed", type=int, default=0, help="world and training seed (default: 0)")

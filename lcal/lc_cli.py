@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .core import read_json
+from .core import read_json, read_jsonl
 from .lc import LCConfig, LCPipeline, stage_registry
 
 # %% auto #0
@@ -65,7 +65,8 @@ def lc_parser():
 def lc_command(argv: list[str]) -> int:
     "`lcal lc [STAGE]`: run one stage of the LC pipeline (and the stages it needs), the evaluation, or everything."
     import time
-    from lcal.lc_results import paper_claims, results_table, write_report
+    from lcal.lc import METHODS
+    from lcal.lc_results import lc_results, paper_claims, results_table, write_report
     from lcal.rl import plot_reward_curves
     from lcal.rolesets import build_roles
     parser = lc_parser()
@@ -84,8 +85,15 @@ def lc_command(argv: list[str]) -> int:
             results = write_report(pipeline, records, time.perf_counter() - start + pipeline.skipped_seconds, args.out)
             print(results_table(results))
             for claim, holds in paper_claims(results).items(): print(f"{'PASS' if holds else 'FAIL'}  {claim}")
-        elif args.stage == "eval":
-            for m in methods: print(pipeline.evaluate(m))
+        elif args.stage == "eval":  # each method's evaluation directory, then the results table
+            unknown = [m for m in methods if m not in METHODS]
+            if unknown: raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+            records = {}
+            for m in methods:
+                out = pipeline.evaluate(m)
+                print(out)
+                records[m] = read_jsonl(out / "records.jsonl")
+            print(results_table(lc_results(records, time.perf_counter() - start + pipeline.skipped_seconds)))
         else:
             out = pipeline.run(args.stage)
             print(out)

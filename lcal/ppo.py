@@ -27,9 +27,9 @@ from .rewards import load_reward_fn
 from .sft import training_attention
 
 # %% auto #0
-__all__ = ['KL_ESTIMATORS', 'masked_mean', 'masked_whiten', 'response_mask', 'kl_penalty', 'shaped_rewards', 'gae', 'ppo_losses',
-           'ValueModel', 'PPOConfig', 'PolicyAndValue', 'positions', 'response_logprobs', 'prompt_text',
-           'full_parameters', 'PPOTrainer', 'config_arguments', 'main']
+__all__ = ['KL_ESTIMATORS', 'CONFIG_ALIASES', 'masked_mean', 'masked_whiten', 'response_mask', 'kl_penalty', 'shaped_rewards',
+           'gae', 'ppo_losses', 'ValueModel', 'PPOConfig', 'PolicyAndValue', 'positions', 'response_logprobs',
+           'prompt_text', 'full_parameters', 'PPOTrainer', 'config_arguments', 'ppo_parser', 'main']
 
 # %% ../nbs/43_ppo.ipynb #cc02d976
 def masked_mean(values: torch.Tensor, mask: torch.Tensor, reduce: Callable | None = None) -> torch.Tensor:
@@ -453,21 +453,24 @@ class PPOTrainer:
         return path
 
 # %% ../nbs/43_ppo.ipynb #69d6cb29
-def config_arguments(parser: argparse.ArgumentParser, config_class=PPOConfig) -> None:
-    "Add one `--flag` per dataclass field (underscores → dashes), typed from its default."
+CONFIG_ALIASES = {"output_dir": ("--out",)}  # the flag lcal.sft and lcal.grpo use for the same thing
+
+
+def config_arguments(parser: argparse.ArgumentParser, config_class=PPOConfig, aliases: dict | None = None) -> None:
+    "Add one `--flag` per dataclass field (underscores → dashes), typed from its default, plus `aliases[field]`."
+    aliases = CONFIG_ALIASES if aliases is None else aliases
     for name, spec in config_class.__dataclass_fields__.items():
         default = spec.default
-        flag = "--" + name.replace("_", "-")
+        flags = ["--" + name.replace("_", "-"), *aliases.get(name, ())]
         if isinstance(default, bool):
-            parser.add_argument(flag, type=lambda v: v.lower() in ("1", "true", "yes"), default=default,
+            parser.add_argument(*flags, dest=name, type=lambda v: v.lower() in ("1", "true", "yes"), default=default,
                                 metavar="BOOL")
         else:
-            parser.add_argument(flag, type=float if default is None else type(default), default=default)
+            parser.add_argument(*flags, dest=name, type=float if default is None else type(default), default=default)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    "Train a policy with PPO from the command line; see `--help`."
-    from transformers import AutoTokenizer
+def ppo_parser() -> argparse.ArgumentParser:
+    "The command line of `python -m lcal.ppo`."
     parser = argparse.ArgumentParser(prog="python -m lcal.ppo", description=main.__doc__)
     parser.add_argument("--policy", required=True, help="causal LM directory or hub name (the SFT model)")
     parser.add_argument("--value-model", help="backbone for the value model (default: the policy)")
@@ -477,7 +480,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lora-r", type=int, default=0, help="LoRA rank (0: full fine-tuning)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint, if any")
     config_arguments(parser)
-    args = vars(parser.parse_args(argv))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    "Train a policy with PPO from the command line; see `--help`."
+    from transformers import AutoTokenizer
+    args = vars(ppo_parser().parse_args(argv))
     config = PPOConfig(**{name: args[name] for name in PPOConfig.__dataclass_fields__})
     peft_config = None
     if args["lora_r"]:

@@ -86,13 +86,16 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {  # USD per million (input, ou
 
 
 def load_prices(prices: dict | None = None) -> dict[str, tuple[float, float]]:
-    "The price table: built-in prices, overridden by the JSON file at `$LCAL_PRICES`, overridden by `prices`."
+    "The price table: built-in prices, overridden by `$LCAL_PRICES` (inline JSON or a JSON file's path), then `prices`."
     table = dict(DEFAULT_PRICES)
-    if os.environ.get("LCAL_PRICES"):
-        path = os.environ["LCAL_PRICES"]
-        try: table.update({k: tuple(v) for k, v in read_json(path).items()})
+    if os.environ.get("LCAL_PRICES", "").strip():
+        value = os.environ["LCAL_PRICES"].strip()
+        try:
+            data = json.loads(value) if value.startswith("{") else read_json(value)
+            table.update({k: tuple(float(x) for x in v) for k, v in data.items()})
         except (OSError, ValueError, TypeError, AttributeError) as e:
-            raise ValueError(f"$LCAL_PRICES={path}: expected a JSON object {{model: [input, output]}} ({e})") from None
+            raise ValueError(f"$LCAL_PRICES={value}: expected a JSON object {{model: [input, output]}} "
+                             f"or the path of a file holding one ({e})") from None
     table.update({k: tuple(v) for k, v in (prices or {}).items()})
     return table
 
