@@ -103,9 +103,11 @@ def test_lc_chain_on_real_inputs_with_llm_roles_and_resume(tiny_lm_dir, judge_se
                                              "Mira Dunstan (30%).")
 
     # stage 4: reader data in the `reward_model_training` schema, one row per RL question and paragraph
-    rows = read_jsonl(run_dir / "reader_data" / "reward_model_training.jsonl")
+    every_row = read_jsonl(run_dir / "reader_data" / "reward_model_training.jsonl")
+    rows = [r for r in every_row if not r.get("degenerate")]  # plus rows of degenerate paragraphs, labelled alike
     rl_questions = [x.question_id for q in source.queries("rl") for x in q.questions]
     assert rl_questions == ["tq_fx_002"] and [r["question_id"] for r in rows] == rl_questions * 2
+    assert len(every_row) > len(rows) and all(r["question_id"] == "tq_fx_002" for r in every_row)
     for row in rows:
         assert set(LC_CONFIGS["reward_model_training"]) <= set(row) and row["question"].startswith("Who composed")
         assert row["lc_sft_ground_truth_and_extracted_answers"][0] == "Teodor Vasque"
