@@ -35,7 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("lcal.evaluation:eval_command", "calibration evaluation of a model or backend on a question set"),
     "lc": ("lcal.lc_cli:lc_command", "linguistic-calibration training stages (sample, summarize, sft, reader, rl)"),
     "demo": ("lcal.demo:demo_command", "the whole linguistic-calibration pipeline on the simulated world"),
-    "study": ("lcal.lc_study:study_command", "`study lc`: LC over a grid of seeds and kernel variants, and which claims hold where"),
+    "study": ("lcal.study:study_command", "`study lc`: LC over a grid of seeds and kernel variants, and which claims hold where"),
     "runs": ("lcal.stages:runs_command", "the stages below a run directory: finished or partial, key, seconds"),
 }
 

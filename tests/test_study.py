@@ -7,7 +7,7 @@ import shutil
 from lcal.core import lcal_home
 from lcal.lc import LCConfig
 from lcal.lc_results import RESULT_KEYS
-from lcal.lc_study import study_command
+from lcal.study import study_command
 from lcal.world_model import world_dir
 
 # tests/test_lc_demo.py's quick_config as LCConfig overrides
