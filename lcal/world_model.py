@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 
 from .core import get_logger, lcal_path, progress, read_json, seed_everything, to_jsonable, write_json
-from .stages import STAGE_FILE, finished_key, run_stage
+from .stages import STAGE_FILE, run_stage
 from .tiny import TinyModelConfig, build_tiny_model, count_parameters, train_tokenizer
 from .world import ATTRIBUTES, HEDGE_WORDS, MENTION_BUCKETS, World, build_world, mention_bucket, words
 from .world_roles import summary_calibration
@@ -131,13 +130,8 @@ def pretrain_world_model(world: World | str, force: bool = False) -> Path:
     world = build_world(world) if isinstance(world, str) else world
     final = world_dir(world) / "base_model"
     if force: (final / STAGE_FILE).unlink(missing_ok=True)
-    # a model cached before pretraining was a stage has its info file but no manifest: adopt it rather than retrain
-    cached = not force and finished_key(final) is None and (final / MODEL_INFO).is_file()
 
     def build(tmp: Path):
-        if cached:
-            shutil.copytree(final, tmp, dirs_exist_ok=True)
-            return
         tokenizer = world_tokenizer(world)
         with torch_threads(world.config.pretrain.threads): model, stats = pretrain(world, tokenizer)
         model.save_pretrained(tmp)
