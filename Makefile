@@ -1,11 +1,12 @@
-# The two set-up-and-go commands: `make demo` (the main job) and `make test` (the whole suite).
+# The two set-up-and-go commands: `make demo` (the main job; output in runs/demo) and `make test` (the whole suite).
 # Both create .venv on first use. torch is pinned to the CPU wheel that lies on disk on our machines;
 # on a GPU machine install your CUDA build of torch first and `pip install -e '.[dev]'`.
+# `make figures` reruns the demo into figures/, the run the README embeds (for maintainers, after a recipe change).
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test
+.PHONY: setup demo test figures
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml setup.py
@@ -16,6 +17,9 @@ $(STAMP): pyproject.toml setup.py
 	touch $(STAMP)
 
 demo: setup
+	$(VENV)/bin/lcal demo
+
+figures: setup
 	$(VENV)/bin/lcal demo --out figures
 
 test: setup

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Union
 
 from .backends import Backend, Completion, Prompt, Request, SamplingParams, truncate_at_stop
-from .core import get_logger, progress
+from .core import SetupError, get_logger, progress
 from .request_cache import RequestCache
 
 # %% auto #0
@@ -22,7 +22,7 @@ __all__ = ['RETRYABLE_STATUS', 'MissingAPIKey', 'APIRequestError', 'retry_after_
            'run_coroutine', 'APIBackend', 'as_messages', 'OpenAIBackend', 'AnthropicBackend']
 
 # %% ../nbs/12_api_backends.ipynb #b0d9e3b4
-class MissingAPIKey(RuntimeError):
+class MissingAPIKey(SetupError, RuntimeError):
     "The environment variable holding an API key is not set."
 
 

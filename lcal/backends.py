@@ -18,7 +18,7 @@ from .request_cache import Ledger, RequestCache, request_key
 # %% auto #0
 __all__ = ['Prompt', 'BACKENDS', 'SamplingParams', 'Completion', 'truncate_at_stop', 'Request', 'check_prompts', 'Backend',
            'get_backend', 'pick_device', 'pick_dtype', 'pick_attention', 'looks_like_path', 'check_model_path',
-           'load_causal_lm', 'format_prompt', 'HFBackend', 'VLLMBackend']
+           'weights_fingerprint', 'load_causal_lm', 'format_prompt', 'HFBackend', 'VLLMBackend']
 
 # %% ../nbs/10_backends.ipynb #4cac73b7
 Prompt = Union[str, list]  # plain text, or a list of {"role": ..., "content": ...} messages
@@ -93,10 +93,11 @@ class Backend(ABC):
         self.model_name = model_name
         self.cache = RequestCache() if cache is True else (None if cache is False else cache)
         self.ledger = Ledger(backend=f"{self.kind}:{model_name}")
+        self.weights: Optional[str] = None  # a local model's weights fingerprint, set by backends that have one
 
     def cache_scope(self) -> dict:
-        "What, besides prompt, settings and sample index, separates cache entries: backend kind and model."
-        return {"backend": self.kind, "model": self.model_name}
+        "What, besides prompt, settings and sample index, separates cache entries: backend kind, model (and weights)."
+        return {"backend": self.kind, "model": self.model_name, **({"weights": self.weights} if self.weights else {})}
 
     def request_keys(self, requests: list[Request], params: SamplingParams) -> list[str]:
         "The cache key of each request."
@@ -191,6 +192,20 @@ def check_model_path(name_or_path: str) -> str:
     return os.path.expanduser(str(name_or_path)) if looks_like_path(name_or_path) else str(name_or_path)
 
 
+def _files_key(path: str) -> Optional[list]:
+    "Name, size and modification time of each file of a local directory; None if `path` is not one."
+    path = os.path.expanduser(str(path))
+    if not os.path.isdir(path): return None
+    return sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(path) if e.is_file())
+
+
+def weights_fingerprint(name_or_path: str, adapter: Optional[str] = None, commit: Optional[str] = None) -> str:
+    """What identifies a local model's weights in cache keys: its directory's files (name, size, modification time)
+    and its LoRA adapter's, or for a hub model the `commit` it was loaded from. Rewriting the weights changes it."""
+    return request_key(model=_files_key(name_or_path) or commit,
+                       adapter=adapter and (_files_key(adapter) or str(adapter)))
+
+
 def load_causal_lm(name_or_path: str, device: Optional[str] = None, dtype=None, adapter: Optional[str] = None):
     "Load `(model, tokenizer)` for generation: eval mode, left padding, on the best device, LoRA merged if given."
     name_or_path = check_model_path(name_or_path)
@@ -227,6 +242,12 @@ def _stop_criterion(tokenizer, stop: Sequence[str], prompt_length: int):
     return StopStrings()
 
 
+def _cache_kwarg(model) -> str:
+    "The name of the KV-cache argument: `cache` where transformers renamed `past_key_values` (which then warns)."
+    import inspect
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 class HFBackend(Backend):
     "Batched multi-sample generation with a local (or in-memory) Hugging Face causal LM."
     kind = "hf"
@@ -238,7 +259,12 @@ class HFBackend(Backend):
             if not name_or_path: raise ValueError("HFBackend needs a model name or path, or model= and tokenizer=")
             model, tokenizer = load_causal_lm(name_or_path, device=device, dtype=dtype, adapter=adapter)
         elif tokenizer is None: raise ValueError("HFBackend(model=...) also needs tokenizer=")
+        elif cache not in (False, None):
+            raise ValueError("HFBackend(model=...) cannot cache: an in-memory model changes as it trains; "
+                             "save it and pass its path")
         super().__init__(name_or_path or getattr(model, "name_or_path", "") or "in-memory", cache=cache)
+        if self.cache is not None:
+            self.weights = weights_fingerprint(name_or_path, adapter, getattr(model.config, "_commit_hash", None))
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
         if tokenizer.pad_token_id is None: tokenizer.pad_token = tokenizer.eos_token
 
@@ -285,7 +311,7 @@ class HFBackend(Backend):
         sampling = dict(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k) \
             if params.temperature > 0 else dict(do_sample=False, temperature=None, top_p=None, top_k=None)
         out = self.model.generate(
-            input_ids=input_ids, attention_mask=attention_mask, **sampling, past_key_values=cache,
+            input_ids=input_ids, attention_mask=attention_mask, **sampling, **{_cache_kwarg(self.model): cache},
             max_new_tokens=params.max_new_tokens, pad_token_id=tok.pad_token_id, eos_token_id=sorted(eos_ids),
             stopping_criteria=[_stop_criterion(tok, params.stop, width)] if params.stop else None,
             return_dict_in_generate=True, output_logits=params.logprobs)
@@ -317,7 +343,7 @@ class HFBackend(Backend):
         cache = DynamicCache(config=self.model.config)
         with torch.no_grad():
             self.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-                       past_key_values=cache, use_cache=True)
+                       use_cache=True, **{_cache_kwarg(self.model): cache})
         cache.batch_select_indices(torch.tensor(index, device=input_ids.device))
         return cache
 
@@ -342,6 +368,7 @@ class VLLMBackend(Backend):
     def __init__(self, name_or_path: str, cache: Union[bool, RequestCache, None] = False, **engine_kwargs):
         vllm = require("vllm", extra="gpu")
         super().__init__(name_or_path, cache=cache)
+        if self.cache is not None: self.weights = weights_fingerprint(name_or_path)
         self.vllm = vllm
         self.engine = vllm.LLM(model=check_model_path(name_or_path), **engine_kwargs)
         self.tokenizer = self.engine.get_tokenizer()

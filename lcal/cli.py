@@ -12,7 +12,7 @@ import platform
 import sys
 
 # %% auto #0
-__all__ = ['COMMANDS', 'OneLineParser', 'command_parser', 'available_commands', 'main', 'info_command']
+__all__ = ['COMMANDS', 'OneLineParser', 'command_parser', 'available_commands', 'main', 'run_command', 'info_command']
 
 # %% ../nbs/02_cli.ipynb #bfad2619
 class OneLineParser(argparse.ArgumentParser):
@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lc": ("lcal.lc_cli:lc_command", "linguistic-calibration training stages (sample, summarize, sft, reader, rl)"),
     "demo": ("lcal.demo:demo_command", "the whole linguistic-calibration pipeline on the simulated world"),
     "study": ("lcal.study:study_command", "`study lc`: LC over a grid of seeds and kernel variants, and which claims hold where"),
+    "feedback": ("lcal.feedback:feedback_command", "sparse feedback: ratings vs rankings, a reward model each, best-of-n win rates"),
     "runs": ("lcal.stages:runs_command", "the stages below a run directory: finished or partial, key, seconds"),
 }
 
@@ -60,9 +61,22 @@ def main(argv: list[str] | None = None) -> int:
     if name not in commands:
         print(f"lcal: error: unknown command {name!r}; choose from {', '.join(commands)}", file=sys.stderr)
         return 2
-    module, func = commands[name][0].split(":")
-    code = getattr(importlib.import_module(module), func)(rest)
-    return int(code or 0)
+    return run_command(name, commands[name][0], rest)
+
+# %% ../nbs/02_cli.ipynb #e3f21ed9
+def run_command(name: str, target: str, argv: list[str]) -> int:
+    "Run the subcommand `target` (`module:function`) on `argv`; Ctrl-C and setup errors end in one line on stderr."
+    import os
+    from lcal.core import SetupError, progress_enabled
+    if not progress_enabled(): os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # before transformers loads
+    module, func = target.split(":")
+    try: return int(getattr(importlib.import_module(module), func)(argv) or 0)
+    except KeyboardInterrupt:
+        print(f"\nlcal {name}: interrupted; rerun to resume", file=sys.stderr)
+        return 130
+    except SetupError as e:
+        print(f"lcal {name}: error: {e}", file=sys.stderr)
+        return 2
 
 # %% ../nbs/02_cli.ipynb #fd4760b2
 def info_command(argv: list[str]) -> int:

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
+from tqdm import tqdm
 
 # %% auto #0
-__all__ = ['lcal_home', 'lcal_path', 'to_jsonable', 'stable_hash', 'seed_everything', 'atomic_write', 'write_json', 'read_json',
-           'write_jsonl', 'read_jsonl', 'write_parquet', 'get_logger', 'progress_enabled', 'progress',
-           'MissingDependency', 'require']
+__all__ = ['PROGRESS_LINE_SECONDS', 'lcal_home', 'lcal_path', 'to_jsonable', 'stable_hash', 'seed_everything', 'atomic_write',
+           'write_json', 'read_json', 'write_jsonl', 'read_jsonl', 'write_parquet', 'get_logger', 'progress_mode',
+           'progress_enabled', 'progress', 'SetupError', 'MissingDependency', 'require']
 
 # %% ../nbs/00_core.ipynb #120a20ee
 def lcal_home() -> Path:
@@ -134,22 +135,57 @@ def get_logger(name: str = "lcal") -> logging.Logger:
     return logging.getLogger(name if name.startswith("lcal") else f"lcal.{name}")
 
 
-def progress_enabled() -> bool:
-    "Whether progress bars are shown: `$LCAL_PROGRESS` if set, else whether stderr is a TTY."
+PROGRESS_LINE_SECONDS = 30.0  # in "lines" mode: no line for a shorter loop, then one line this often
+
+
+def progress_mode() -> str:
+    "`bar`, `lines` or `off`: `$LCAL_PROGRESS` (`1`, `lines`, `0`) if set, else `bar` on a terminal and `lines` off it."
     flag = os.environ.get("LCAL_PROGRESS")
-    if flag is not None: return flag not in ("0", "false", "no", "")
-    return sys.stderr.isatty()
+    if flag is None: return "bar" if sys.stderr.isatty() else "lines"
+    return "off" if flag in ("0", "false", "no", "") else "lines" if flag == "lines" else "bar"
+
+
+def progress_enabled() -> bool:
+    "Whether live progress bars are shown (on a terminal, or forced with `LCAL_PROGRESS=1`)."
+    return progress_mode() == "bar"
+
+
+class _LogLines:
+    """A file for tqdm that turns each redraw into one log line (tqdm redraws with carriage returns), skipping a
+    redraw whose counts (the text before ` [`, the timings) are those of the line before, as at the end of a loop."""
+    def __init__(self, log: logging.Logger): self.log, self.last = log, None
+    def write(self, text: str) -> None:
+        text = text.strip()
+        if text and text.split(" [")[0] != self.last: self.log.info(text)
+        self.last = text.split(" [")[0] if text else self.last
+    def flush(self) -> None: pass
+
+
+class _LineProgress(tqdm):
+    "tqdm for logs: lines only on its interval (a new postfix, such as a loss, shows in the next line, not at once)."
+    def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+        super().set_postfix(ordered_dict, refresh=False, **kwargs)
+
+    def set_description(self, desc=None, refresh=True): super().set_description(desc, refresh=False)
 
 
 def progress(iterable: Iterable | None = None, **kwargs):
-    "A tqdm progress bar that is silent when not on a terminal."
-    from tqdm.auto import tqdm
-    kwargs.setdefault("disable", not progress_enabled())
-    kwargs.setdefault("dynamic_ncols", True)
-    return tqdm(iterable, **kwargs)
+    "A tqdm bar on a terminal; off it, a plain log line every `PROGRESS_LINE_SECONDS` of a long loop (`progress_mode`)."
+    from tqdm.auto import tqdm as bar
+    mode = progress_mode()
+    if mode == "lines":
+        lines = {"file": _LogLines(get_logger("progress")), "mininterval": PROGRESS_LINE_SECONDS,
+                 "delay": PROGRESS_LINE_SECONDS,
+                 "bar_format": "{desc}: {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"}
+        return _LineProgress(iterable, **{**lines, **kwargs})
+    return bar(iterable, **{"disable": mode == "off", "dynamic_ncols": True, **kwargs})
 
 # %% ../nbs/00_core.ipynb #37030c6a
-class MissingDependency(ImportError):
+class SetupError(Exception):
+    "Something the user sets up (a package, an API key); the `lcal` command prints its message as one line."
+
+
+class MissingDependency(SetupError, ImportError):
     "An optional package is not installed."
 
 

@@ -13,22 +13,27 @@ from .lc_results import paper_claims, results_table, write_report
 from .world_source import WorldSource
 
 # %% auto #0
-__all__ = ['run_demo', 'demo_command']
+__all__ = ['DEMO_OUT', 'run_demo', 'demo_command']
 
 # %% ../nbs/59_demo.ipynb #402febf0
-def run_demo(out_dir: str | Path = "figures", config: LCConfig | None = None, run_dir: str | Path | None = None,
+DEMO_OUT = "runs/demo"  # the default output directory of `lcal demo` (figures/ holds the README's committed run)
+
+
+def run_demo(out_dir: str | Path = DEMO_OUT, config: LCConfig | None = None, run_dir: str | Path | None = None,
              world: str = "default", seed: int = 0, n_resamples: int = 2000) -> dict:
-    "Run (or resume) the LC chain on a world and write `results.json` and the figures to `out_dir`."
+    """Run (or resume) the LC chain on a world and write `results.json` and the figures to `out_dir`; returns the
+    results with `reused_seconds`, how much of their `seconds` was found already finished."""
     from lcal.world_model import model_info
     start = time.perf_counter()
     source = WorldSource(world, seed=seed)
     cached_base = source.base_model_ready()
     pipeline = LCPipeline(source, config=config or LCConfig().seeded(seed), run_dir=run_dir)
     records = pipeline.run_methods()
-    seconds = time.perf_counter() - start + pipeline.skipped_seconds
-    if cached_base: seconds += model_info(pipeline.base_model()).get("pretrain_seconds", 0.0)
-    return write_report(pipeline, records, seconds, out_dir, prefix="lc_world", title="LC on the simulated world",
-                        n_resamples=n_resamples)
+    reused = pipeline.skipped_seconds
+    if cached_base: reused += model_info(pipeline.base_model()).get("pretrain_seconds", 0.0)
+    results = write_report(pipeline, records, time.perf_counter() - start + reused, out_dir, prefix="lc_world",
+                           title="LC on the simulated world", n_resamples=n_resamples)
+    return {**results, "reused_seconds": reused}
 
 # %% ../nbs/59_demo.ipynb #62b32619
 def demo_command(argv: list[str]) -> int:
@@ -39,7 +44,8 @@ def demo_command(argv: list[str]) -> int:
     parser = command_parser("demo", "Linguistic calibration end to end on a simulated world (CPU, minutes): "
                                     "writes DIR/results.json and three figures, DIR/lc_world_reliability.png, "
                                     "DIR/lc_world_frontier.png and DIR/lc_world_rl_rewards.png.")
-    parser.add_argument("--out", default="figures", help="output directory (default: figures/)")
+    parser.add_argument("--out", default=DEMO_OUT, help=f"output directory (default: {DEMO_OUT}/; "
+                                                       "`--out figures` refreshes the README's figures)")
     parser.add_argument("--world", default="default", choices=sorted(PRESETS), help="world preset (default: default)")
     parser.add_argument("--seed", type=int, default=0, help="world and training seed (default: 0)")
     parser.add_argument("--run-dir", help="where the stages keep their outputs (default: under the lcal home, "
@@ -53,5 +59,6 @@ def demo_command(argv: list[str]) -> int:
     results = run_demo(args.out, config, args.run_dir, world=args.world, seed=args.seed)
     print(results_table(results))
     for claim, holds in paper_claims(results).items(): print(f"{'PASS' if holds else 'FAIL'}  {claim}")
-    print(f"total {results['seconds']:.0f} s; wrote {Path(args.out) / 'results.json'} and figures")
+    print(f"total {results['seconds']:.0f} s, {results['reused_seconds']:.0f} s of it reused from finished stages; "
+          f"wrote {Path(args.out) / 'results.json'} and figures")
     return 0

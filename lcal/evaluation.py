@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -24,7 +25,7 @@ log = get_logger("evaluation")
 # %% auto #0
 __all__ = ['log', 'QUESTION_COLUMNS', 'PARAGRAPH_COLUMNS', 'read_table', 'read_questions', 'read_paragraphs', 'frame_stage',
            'Evaluation', 'graded_answer', 'MetricSettings', 'evaluate_paragraphs', 'evaluate_model', 'results_table',
-           'markdown_table', 'write_report', 'pool_claims', 'evaluate_biographies', 'eval_command']
+           'markdown_table', 'write_report', 'pool_claims', 'evaluate_biographies', 'spread_sample', 'eval_command']
 
 # %% ../nbs/34_evaluation.ipynb #d7a24e4a
 QUESTION_COLUMNS = ("query_id", "prompt", "question_id", "question", "answer")
@@ -136,6 +137,17 @@ class MetricSettings:
     n_resamples: int = 10_000
     seed: int = 0
 
+    def __post_init__(self):
+        from lcal.metrics import BINNINGS
+        if self.n_bins < 1: raise ValueError(f"n_bins must be at least 1, got {self.n_bins}")
+        if self.binning not in BINNINGS: raise ValueError(f"binning must be one of {BINNINGS}, got {self.binning!r}")
+
+    def check_items(self, n: int, method: str) -> None:
+        "Fail before any model or judge call if `n` graded items cannot be binned (`lc_compat` needs n >= n_bins)."
+        if self.lc_compat and n < self.n_bins:
+            raise ValueError(f"{method}: the exact LC ECE (lc_compat) puts at least one item in each of its "
+                             f"n_bins={self.n_bins} bins, but there are only {n} items; use fewer bins")
+
 
 def _report(method: str, dataset: str, items: pd.DataFrame, metrics: MetricSettings, extra: dict) -> dict:
     conf, correct = items.confidence.to_numpy(float), items.correct.to_numpy(float)
@@ -155,6 +167,7 @@ def evaluate_paragraphs(questions, paragraphs, roles: RoleSet, out_dir: str | Pa
     items = questions.merge(paragraphs, on="query_id", how="left")
     if items.paragraph.isna().any():
         raise ValueError(f"paragraphs: no paragraph for query_id {items.query_id[items.paragraph.isna()].iloc[0]!r}")
+    metrics.check_items(len(items), method)
     items = items.sort_values(["query_id", "sample", "question_id"], kind="stable").reset_index(drop=True)
     identity = ["question_id", "question", "answer", "aliases", "sample", "paragraph"]
     base = {"items": stable_hash(items[identity].values.tolist())}
@@ -191,6 +204,7 @@ def evaluate_model(backend, questions, roles: RoleSet, out_dir: str | Path, meth
     "Generate paragraphs with `backend` (a spec string or a Backend), then grade them like `evaluate_paragraphs`."
     from lcal.backends import SamplingParams
     questions = read_questions(questions)
+    (metrics or MetricSettings()).check_items(len(questions) * samples, method)
     params = params or SamplingParams(temperature=0.3, max_new_tokens=256, seed=0)
     params = SamplingParams(**{**vars(params), "n": samples})
     prompts = questions.drop_duplicates("query_id")[["query_id", "prompt"]]
@@ -313,13 +327,24 @@ def _named(values: Sequence[str]) -> dict[str, str]:
 
 def _roles(spec: str, source, biographies: bool, max_new_tokens: int = 512) -> RoleSet:
     "The QA roles (and the claim roles, with `biographies`) that `--judge` names."
-    if spec == "world" and source is None: raise ValueError("--judge world needs the world's questions; pass --judge <backend spec>")
+    if spec == "world" and source is None: raise ValueError("--judge world grades only the world's questions; for your own, pass --judge hf:PATH "
+                                                          "(a local model) or --judge openai:<model> / anthropic:<model>")
     knowledge = {}
     if biographies and spec != "world":
         if source is None: raise ValueError("--biographies needs a source with pages (the world) as knowledge")
         knowledge = {"knowledge": source.knowledge, "knowledge_name": source.key()}
     roles = build_roles(spec, source, max_new_tokens=max_new_tokens, **knowledge)
     return roles.need("extractor", "forecaster", "judge", *(("decomposer", "verifier") if biographies else ()))
+
+
+def spread_sample(items: Sequence, n: int | None, seed: int = 0) -> list:
+    "`n` items spread over all of `items`: one drawn at random (seeded) from each of `n` equal consecutive slices."
+    items = list(items)
+    if n is None or n >= len(items): return items
+    if n < 1: raise ValueError(f"--limit must be at least 1, got {n}")
+    rng = np.random.default_rng(seed)
+    edges = [k * len(items) // n for k in range(n + 1)]
+    return [items[rng.integers(lo, hi)] for lo, hi in zip(edges[:-1], edges[1:])]
 
 
 def eval_command(argv: list[str]) -> int:
@@ -337,8 +362,10 @@ def eval_command(argv: list[str]) -> int:
     parser.add_argument("--questions", help="question file (.parquet/.jsonl/.csv); default: the world's questions")
     parser.add_argument("--world", default="default", help="world size preset (default: default)")
     parser.add_argument("--split", default="eval", choices=["eval", "sft", "rl"], help="the world's split (default: eval)")
-    parser.add_argument("--limit", type=int, help="at most this many world queries")
-    parser.add_argument("--judge", default="world", help="'world' or a backend spec for LLM judges")
+    parser.add_argument("--limit", type=int, metavar="N", help="N world queries spread over all popularity levels "
+                                                                 "(one at random, seeded by --seed, per N-th of the split)")
+    parser.add_argument("--judge", default="world", help="'world' (the world's oracles) or a backend spec for LLM "
+                                                         "judges: hf:PATH (a local model) or openai:/anthropic:<model>")
     parser.add_argument("--judge-max-new-tokens", type=int, default=512, help="reply budget of LLM judges")
     parser.add_argument("--biographies", action="store_true", help="also run the per-claim biography evaluation")
     parser.add_argument("--out", default="evaluation", help="output directory (stages, table, figures)")
@@ -357,13 +384,14 @@ def eval_command(argv: list[str]) -> int:
         else:
             from lcal.sources import make_source
             source = make_source("world", world=args.world)
-            questions, dataset = read_questions(source.queries(args.split)[:args.limit]), f"world-{args.split}"
+            queries = spread_sample(source.queries(args.split), args.limit, args.seed)
+            questions, dataset = read_questions(queries), f"world-{args.split}"
         models, given = _named(args.model), _named(args.paragraphs)
         if not models and not given:
             if source is None: raise ValueError("pass --model or --paragraphs (the default model is the world's)")
             models = {"base": f"hf:{source.base_model()}"}
-        roles = _roles(args.judge, source, args.biographies, args.judge_max_new_tokens)
         metrics = MetricSettings(args.n_bins, args.binning, args.lc_compat, args.resamples, args.seed)
+        roles = _roles(args.judge, source, args.biographies, args.judge_max_new_tokens)
         params = SamplingParams(temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed)
         out = Path(args.out)
         evaluations = []
@@ -381,7 +409,7 @@ def eval_command(argv: list[str]) -> int:
                 evaluations.append(evaluate_biographies(texts, roles.decomposer, roles.verifier, out, name, "biographies", metrics))
         paths = write_report(evaluations, out)
     except (ValueError, FileNotFoundError) as e:
-        print(f"lcal eval: error: {e}")
+        print(f"lcal eval: error: {e}", file=sys.stderr)
         return 2
     print(paths["table_md"].read_text())
     for key, path in paths.items(): print(f"{key}: {path}")

@@ -461,8 +461,7 @@ def config_arguments(parser: argparse.ArgumentParser, config_class=PPOConfig, al
         default = spec.default
         flags = ["--" + name.replace("_", "-"), *aliases.get(name, ())]
         if isinstance(default, bool):
-            parser.add_argument(*flags, dest=name, type=lambda v: v.lower() in ("1", "true", "yes"), default=default,
-                                metavar="BOOL")
+            parser.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=default)
         else:
             parser.add_argument(*flags, dest=name, type=float if default is None else type(default), default=default)
 

@@ -93,3 +93,37 @@ def test_in_memory_model_keeps_its_mode_and_rng(tiny_lm_dir):
     torch.manual_seed(123)
     HFBackend(model=model, tokenizer=tokenizer).generate(PROMPTS, SamplingParams(n=2, max_new_tokens=4, seed=0))
     assert model.training and torch.equal(torch.rand(1), expected_next)
+
+
+def test_a_cached_local_model_retrained_in_place_is_not_answered_from_the_cache(tiny_lm_dir, tmp_path):
+    "The cache key holds a fingerprint of the model directory's files: new weights at the same path, new keys."
+    import shutil
+    model_dir = shutil.copytree(tiny_lm_dir, tmp_path / "model")
+    cache, params = RequestCache(tmp_path / "c.sqlite"), SamplingParams(n=3, max_new_tokens=6, seed=1)
+    get_backend(f"hf:{model_dir}", cache=cache).generate(PROMPTS, params)
+    same = get_backend(f"hf:{model_dir}", cache=cache)
+    same.generate(PROMPTS, params)
+    assert same.ledger.cache_hits == 9
+    model, tokenizer = load_tiny(model_dir)
+    with torch.no_grad():
+        for p in model.parameters(): p.add_(0.01)
+    model.save_pretrained(model_dir)                      # "retrained in place"
+    retrained = get_backend(f"hf:{model_dir}", cache=cache)
+    retrained.generate(PROMPTS, params)
+    assert retrained.ledger.cache_hits == 0 and retrained.ledger.requests == 9
+
+
+def test_an_in_memory_model_refuses_a_cache(tiny_lm_dir):
+    model, tokenizer = load_tiny(tiny_lm_dir)
+    with pytest.raises(ValueError, match="in-memory model changes as it trains"):
+        HFBackend(model=model, tokenizer=tokenizer, cache=True)
+
+
+def test_generation_raises_no_deprecation_warning_from_lcal(backend):
+    "Shared-prompt prefill (n > 1) and plain batches both pass the KV cache under the argument transformers expects."
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        warnings.simplefilter("error", DeprecationWarning)
+        backend.generate(PROMPTS, SamplingParams(n=2, max_new_tokens=4, seed=0, logprobs=True))
+        backend.generate(PROMPTS, SamplingParams(n=1, max_new_tokens=4, seed=0))

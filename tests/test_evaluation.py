@@ -9,7 +9,7 @@ import pytest
 from lcal.backends import HFBackend
 from lcal.rolesets import RoleSet
 from lcal.evaluation import (MetricSettings, eval_command, evaluate_biographies, evaluate_model,
-                             evaluate_paragraphs, write_report)
+                             evaluate_paragraphs, spread_sample, write_report)
 from lcal.llm_roles import (BM25, LLMAnswerExtractor, LLMClaimDecomposer, LLMClaimVerifier, LLMEquivalenceJudge,
                             LLMForecaster)
 from scripted_judge import ScriptedJudge
@@ -151,12 +151,46 @@ def test_lcal_eval_command_end_to_end_with_an_unparseable_judge(tiny_lm_dir, tmp
     assert calls == [] and "judge requests: 0" in capsys.readouterr().out
 
 
+def test_lcal_eval_refuses_impossible_binning_before_any_model_or_judge_call(tiny_lm_dir, tmp_path, capsys,
+                                                                             monkeypatch):
+    "--lc-compat with 20 bins on 6 questions: an error line, exit 2, and no generation or judging at all."
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("\n".join(json.dumps(r) for r in question_rows()))
+    monkeypatch.setattr(HFBackend, "_complete", lambda *a: pytest.fail("a model or judge was called"))
+    for source in (["--model", f"tiny=hf:{tiny_lm_dir}"], ["--paragraphs", f"lc={write_paragraphs(tmp_path)}"]):
+        argv = ["--questions", str(questions), *source, "--judge", f"hf:{tiny_lm_dir}", "--lc-compat", "--n-bins", "20",
+                "--out", str(tmp_path / "out")]
+        assert eval_command(argv) == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]   # after the judge's weights-loading bar
+        assert last.startswith("lcal eval: error: ") and "n_bins=20 bins, but there are only 6 items" in last
+    assert not (tmp_path / "out" / "stages").exists()
+
+
+def test_lcal_eval_with_an_api_judge_and_no_key_is_one_line(tmp_path, capsys, monkeypatch):
+    "The console script's path (lcal.cli.main): no traceback, the variable to set, and no key material anywhere."
+    from lcal.cli import main
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("\n".join(json.dumps(r) for r in question_rows()))
+    code = main(["eval", "--questions", str(questions), "--paragraphs", f"lc={write_paragraphs(tmp_path)}",
+                 "--judge", "openai:gpt-4o-mini", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("lcal eval: error: openai:gpt-4o-mini: set the environment variable OPENAI_API_KEY")
+
+
+def write_paragraphs(tmp_path):
+    path = tmp_path / "paragraphs.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in PARAGRAPHS))
+    return path
+
+
 def test_lcal_eval_on_world_questions_with_biographies_and_given_paragraphs(tiny_lm_dir, tmp_path, capsys):
     "World questions + already written paragraphs + the per-claim path; the gibberish judge fails every item."
     from lcal.world_source import WorldSource
     source = WorldSource("tiny")
     world = source.world
-    entities = [world.entity(int(q.query_id)) for q in source.queries("eval")[:2]]
+    entities = [world.entity(int(q.query_id)) for q in spread_sample(source.queries("eval"), 2, seed=0)]  # --limit 2
     paragraphs = tmp_path / "paragraphs.jsonl"
     paragraphs.write_text("\n".join(json.dumps({"query_id": str(e.id), "paragraph": world.statement(
         e, "birth_city", [e.attributes["birth_city"]], "likely")}) for e in entities))

@@ -29,6 +29,26 @@ def test_runs_command_lists_stages(tmp_path):
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "no such directory" in bad.stderr
 
 
+def test_ctrl_c_ends_a_command_with_one_line_and_no_traceback(tmp_path):
+    "SIGINT while a stage runs (pretraining a world model): exit 130, `interrupted; rerun to resume`, no traceback."
+    import os
+    import signal
+    exe = Path(sys.executable).parent / "lcal"
+    env = {**os.environ, "LCAL_HOME": str(tmp_path)}
+    proc = subprocess.Popen([str(exe), "world", "report", "--size", "tiny", "--figure", ""], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    err = ""
+    while "stage base_model: running" not in err:       # interrupt in the middle of the stage
+        line = proc.stderr.readline()
+        assert line, err
+        err += line
+    proc.send_signal(signal.SIGINT)
+    err += proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == "lcal world: interrupted; rerun to resume"
+
+
 def test_every_module_imports_without_gpu_extras():
     "Block the gpu-extra packages and import every generated module in a fresh interpreter."
     modules = sorted(p.stem for p in (ROOT / "lcal").glob("*.py") if not p.stem.startswith("_"))

@@ -102,6 +102,7 @@ def test_rerun_resumes_without_running_a_stage(demo_run):
     again = run_demo(root / "again", quick_config(), root / "run", world="tiny", n_resamples=200)
     assert again["methods"] == first["methods"]
     assert abs(again["seconds"] - first["seconds"]) < 0.5 * first["seconds"]  # reports a fresh run's cost
+    assert again["reused_seconds"] > first["reused_seconds"] and again["reused_seconds"] > 0.5 * again["seconds"]
 
 
 def test_a_changed_setting_reruns_only_the_stages_downstream(demo_run):
