@@ -26,8 +26,8 @@ from .tiny import load_tiny
 # %% auto #0
 __all__ = ['EXTRACTOR_TEMPLATE', 'FORECAST_TEMPLATE', 'CORRECTNESS_TEMPLATE', 'NO_ANSWER', 'SOFT_LABEL_LOSSES', 'mark_answer',
            'reader_input', 'extraction_target', 'parse_extraction', 'extractor_sft_rows', 'soft_label_loss',
-           'SoftLabelTrainer', 'RewardModelSettings', 'check_label_rows', 'train_reward_model', 'ScalarRewardModel',
-           'reward_model_fit', 'TrainedForecaster', 'TrainedAnswerExtractor']
+           'SoftLabelTrainer', 'RewardModelSettings', 'check_label_rows', 'reward_backbone', 'train_reward_model',
+           'ScalarRewardModel', 'reward_model_fit', 'TrainedForecaster', 'TrainedAnswerExtractor']
 
 # %% ../nbs/42_reward_models.ipynb #7c1be7f6
 EXTRACTOR_TEMPLATE = "List the answers the paragraph gives .\nparagraph : {paragraph}\nQuestion : {question}\nAnswer :"
@@ -76,12 +76,14 @@ def extractor_sft_rows(questions: Sequence[str], paragraphs: Sequence[str],
             for q, p, a in zip(questions, paragraphs, answers)]
 
 # %% ../nbs/42_reward_models.ipynb #b74ce6eb
-SOFT_LABEL_LOSSES = ("bce", "logit_mse")
+SOFT_LABEL_LOSSES = ("bce", "logit_mse", "prob_mse")
 
 
 def soft_label_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str = "bce", label_eps: float = 1e-4) -> torch.Tensor:
-    "Mean loss of one-logit outputs against labels in [0, 1]: BCE with logits, or squared error of the log-odds."
+    """Mean loss of one-logit outputs against labels in [0, 1]: BCE with logits, squared error of the log-odds, or
+    squared error of the probability sigmoid(logit) (the sparse-feedback ratings reward model's regression)."""
     if kind == "bce": return F.binary_cross_entropy_with_logits(logits, labels)
+    if kind == "prob_mse": return F.mse_loss(torch.sigmoid(logits), labels)
     if kind == "logit_mse": return F.mse_loss(logits, torch.logit(labels.clamp(label_eps, 1 - label_eps)))
     raise ValueError(f"soft_label_loss: unknown loss {kind!r}; expected one of {SOFT_LABEL_LOSSES}")
 
@@ -107,7 +109,7 @@ class RewardModelSettings(SFTSettings):
     learning_rate: float = 5e-4
     num_train_epochs: float = 2.0
     warmup_steps: int = 10
-    loss: str = "bce"  # `soft_label_loss` kind: "bce" (the LC paper's) or "logit_mse" (accurate log-probabilities)
+    loss: str = "bce"  # `soft_label_loss` kind: "bce" (the LC paper's), "logit_mse" (accurate log-probabilities) or "prob_mse"
     label_eps: float = 1e-4  # "logit_mse" clips labels to [label_eps, 1 - label_eps] (the LC reward's clip)
 
     def __post_init__(self):
@@ -134,6 +136,19 @@ def _tokenize_rows(tokenizer, rows: list[dict], max_length: int):
     return Dataset.from_dict({**encoded, "labels": [r["label"] for r in rows]})
 
 
+def reward_backbone(model_path: str | Path, settings: SFTSettings):
+    """`(model, tokenizer)`: the causal LM at `model_path` with a new scalar head (seeded by `settings.seed`), left
+    padding and truncation, embeddings frozen as `settings` says, and a LoRA adapter when `settings.lora_r` > 0."""
+    seed_everything(settings.seed)  # the new head is initialised at load time, before the trainer seeds itself
+    model, tokenizer = load_tiny(model_path, head="sequence_classification")
+    tokenizer.padding_side, tokenizer.truncation_side = "left", "left"
+    model = prepare_backbone(model, settings, tokenizer)
+    if settings.lora_r:
+        from peft import get_peft_model
+        model = get_peft_model(model, lora_config(settings, "SEQ_CLS"))
+    return model, tokenizer
+
+
 def train_reward_model(model_path: str | Path, rows: Iterable[dict], out_dir: str | Path,
                        settings: RewardModelSettings | None = None, eval_rows: Iterable[dict] = ()) -> Path:
     "Train a causal-LM backbone + scalar last-token head on `{text, label}` rows (`settings.loss`); return `out_dir`."
@@ -145,13 +160,7 @@ def train_reward_model(model_path: str | Path, rows: Iterable[dict], out_dir: st
     def build(tmp: Path):
         start = time.time()
         args.output_dir = str(tmp)
-        seed_everything(settings.seed)  # the new head is initialised at load time, before the trainer seeds itself
-        model, tokenizer = load_tiny(model_path, head="sequence_classification")
-        tokenizer.padding_side, tokenizer.truncation_side = "left", "left"
-        model = prepare_backbone(model, settings, tokenizer)
-        if settings.lora_r:
-            from peft import get_peft_model
-            model = get_peft_model(model, lora_config(settings, "SEQ_CLS"))
+        model, tokenizer = reward_backbone(model_path, settings)
         trainer = SoftLabelTrainer(
             model=model, args=args, train_dataset=_tokenize_rows(tokenizer, rows, settings.max_length),
             processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer), loss=settings.loss,

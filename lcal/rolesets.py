@@ -80,6 +80,7 @@ def _llm_roles(spec: str, params, max_new_tokens: int, max_reasks: int = 2, chat
                batch_size: int = 10, knowledge=None, knowledge_name: str = "", **backend_kw) -> RoleSet:
     "The LLM roles of `lcal.llm_roles` on one backend."
     from lcal.backends import get_backend
+    from lcal.feedback_judges import LLMRankingJudge, LLMRatingJudge
     from lcal.llm_roles import (JUDGE_PARAMS, SUMMARY_PARAMS, LLMAnswerExtractor, LLMClaimDecomposer,
                                 LLMClaimVerifier, LLMEquivalenceJudge, LLMForecaster, LLMSummarizer)
     backend = get_backend(spec, **{"cache": True, **backend_kw})
@@ -92,6 +93,8 @@ def _llm_roles(spec: str, params, max_new_tokens: int, max_reasks: int = 2, chat
         forecaster=LLMForecaster(backend, judge_params, **common),
         judge=LLMEquivalenceJudge(backend, judge_params, batch_size=batch_size, **common),
         decomposer=LLMClaimDecomposer(backend, judge_params, **common),
+        rating=LLMRatingJudge(backend, judge_params, **common),
+        ranking=LLMRankingJudge(backend, judge_params, **common),
         verifier=None if knowledge is None else LLMClaimVerifier(backend, knowledge, judge_params,
                                                                  knowledge_name=knowledge_name, **common))
 

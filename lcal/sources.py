@@ -171,7 +171,8 @@ def _fingerprint(path) -> Optional[str]:
     return f"{Path(path).name}:{hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]}"
 
 # %% ../nbs/06_sources.ipynb #32e251ee
-SOURCE_KINDS = {"world": "lcal.world_source:WorldSource", "files": "lcal.sources:FileSource"}
+SOURCE_KINDS = {"world": "lcal.world_source:WorldSource", "files": "lcal.sources:FileSource",
+                "instructions": "lcal.feedback_data:InstructionSource"}  # sparse feedback on real instructions
 
 
 def make_source(kind: str, **options) -> Source:

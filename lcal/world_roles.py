@@ -18,8 +18,8 @@ from .world import ATTRIBUTES, ConfidenceLexicon, World, words
 # %% auto #0
 __all__ = ['SUMMARY_SHARES', 'canonical_value', 'WorldRole', 'WorldEquivalenceJudge', 'Reading', 'WorldReader', 'summary_level',
            'WorldSummarizer', 'summary_calibration', 'WorldClaimDecomposer', 'WorldClaimVerifier', 'WorldEntailer',
-           'WorldQuestionWriter', 'WorldCitationTeacher', 'ResponseFeatures', 'response_features', 'WorldRatingJudge',
-           'WorldRankingJudge']
+           'WorldQuestionWriter', 'WorldCitationTeacher', 'ResponseFeatures', 'response_features', 'latent_quality',
+           'WorldRatingJudge', 'WorldRankingJudge']
 
 # %% ../nbs/22_world_roles.ipynb #f7a63ddc
 def canonical_value(world: World, attribute: str, text: str) -> Optional[str]:
@@ -332,28 +332,24 @@ def response_features(world: World, instruction: str, response: str) -> Optional
                             min(1.0, len(words(response)) / 40))
 
 
+def latent_quality(f: ResponseFeatures, accuracy_weight: float = 0.8) -> float:
+    "The world's one notion of how good a response is, in [0, 1]: mostly accuracy, the rest coverage."
+    return accuracy_weight * f.accuracy + (1 - accuracy_weight) * f.coverage
+
+
 def _noise(scale: float, seed: int, *parts) -> float:
     import numpy as np
     from lcal.core import stable_hash
     return float(np.random.default_rng(int(stable_hash([seed, *parts]), 16)).normal(0, scale)) if scale else 0.0
 
 
-class _WeightedJudge(WorldRole):
-    "A judge whose latent quality is a weighted sum of (accuracy, coverage, length), plus seeded noise."
-    def __init__(self, world: World, weights: tuple, noise: float, seed: int):
-        super().__init__(world)
-        self.weights, self.noise, self.seed = weights, noise, seed
-
-    def quality(self, f: ResponseFeatures) -> float:
-        return sum(w * x for w, x in zip(self.weights, (f.accuracy, f.coverage, f.length)))
-
-
-class WorldRatingJudge(_WeightedJudge, RatingJudge):
-    "1–7 ratings that over-weight coverage and length."
+class WorldRatingJudge(WorldRole, RatingJudge):
+    "1–7 ratings of the latent quality as an absolute judge gives them: swayed by density, noisy, on a 7-point scale."
     name = "world_rating_judge"
 
-    def __init__(self, world: World, weights=(0.3, 0.45, 0.25), noise: float = 0.5, seed: int = 0):
-        super().__init__(world, weights, noise, seed)
+    def __init__(self, world: World, density_weight: float = 0.4, noise: float = 0.5, seed: int = 0):
+        super().__init__(world)
+        self.density_weight, self.noise, self.seed = density_weight, noise, seed
 
     def rate(self, instructions, responses):
         self._check_lengths(instructions, responses)
@@ -361,19 +357,19 @@ class WorldRatingJudge(_WeightedJudge, RatingJudge):
         for instruction, response in zip(instructions, responses):
             f = response_features(self.world, instruction, response)
             if f is None: self.failures += 1; out.append(None); continue
-            score = 1 + 6 * self.quality(f) + _noise(self.noise, self.seed, instruction, response)
+            impression = (1 - self.density_weight) * latent_quality(f) + self.density_weight * f.length
+            score = 1 + 6 * impression + _noise(self.noise, self.seed, instruction, response)
             out.append(int(min(7, max(1, round(score)))))
         return out
 
 
-class WorldRankingJudge(_WeightedJudge, RankingJudge):
-    "Pairwise preferences that over-weight accuracy, favour the first response, and tie within a margin."
+class WorldRankingJudge(WorldRole, RankingJudge):
+    "One pairwise query on the latent quality: 1.0 picks the second response, 0.0 the first (also when it cannot tell)."
     name = "world_ranking_judge"
 
-    def __init__(self, world: World, weights=(0.75, 0.2, 0.05), position_bias: float = 0.05,
-                 tie_margin: float = 0.05, noise: float = 0.05, seed: int = 0):
-        super().__init__(world, weights, noise, seed)
-        self.position_bias, self.tie_margin = position_bias, tie_margin
+    def __init__(self, world: World, resolution: float = 0.1, noise: float = 0.05, seed: int = 0):
+        super().__init__(world)
+        self.resolution, self.noise, self.seed = resolution, noise, seed
 
     def prefer(self, instructions, first, second):
         self._check_lengths(instructions, first, second)
@@ -381,7 +377,6 @@ class WorldRankingJudge(_WeightedJudge, RankingJudge):
         for instruction, a, b in zip(instructions, first, second):
             fa, fb = (response_features(self.world, instruction, r) for r in (a, b))
             if fa is None or fb is None: self.failures += 1; out.append(None); continue
-            margin = (self.quality(fb) - self.quality(fa) - self.position_bias
-                      + _noise(self.noise, self.seed, instruction, a, b))
-            out.append(0.5 if abs(margin) <= self.tie_margin else float(margin > 0))
+            margin = latent_quality(fb) - latent_quality(fa) + _noise(self.noise, self.seed, instruction, a, b)
+            out.append(float(margin > self.resolution))  # within the resolution: the position shown first
         return out
