@@ -8,12 +8,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from .core import read_jsonl, write_json
 from .lc import LCConfig, LCPipeline
+from .lc_rl import reader_audit
 from .lc_results import paper_claims, results_table, write_report
 from .world_source import WorldSource
 
 # %% auto #0
-__all__ = ['DEMO_OUT', 'run_demo', 'demo_command']
+__all__ = ['DEMO_OUT', 'run_demo', 'wrong_person_claims', 'demo_command']
 
 # %% ../nbs/59_demo.ipynb #402febf0
 DEMO_OUT = "runs/demo"  # the default output directory of `lcal demo` (figures/ holds the README's committed run)
@@ -33,7 +35,18 @@ def run_demo(out_dir: str | Path = DEMO_OUT, config: LCConfig | None = None, run
     if cached_base: reused += model_info(pipeline.base_model()).get("pretrain_seconds", 0.0)
     results = write_report(pipeline, records, time.perf_counter() - start + reused, out_dir, prefix="lc_world",
                            title="LC on the simulated world", n_resamples=n_resamples)
+    results["wrong_person_claims"] = {m: wrong_person_claims(source, pipeline.evaluate(m)) for m in records}
+    if "lc_sft" in records: results["reader_audit"] = reader_audit(pipeline)
+    write_json(Path(out_dir) / "results.json", results)
     return {**results, "reused_seconds": reused}
+
+
+def wrong_person_claims(source: WorldSource, eval_dir: Path) -> float:
+    "The share of an evaluated method's claims that are about someone other than the queried person."
+    from lcal.world_model import wrong_person_share
+    rows = read_jsonl(eval_dir / "paragraphs.jsonl")
+    return wrong_person_share(source.world, [r["paragraph"] for r in rows],
+                              [source.world.entity(int(r["query_id"])) for r in rows])
 
 # %% ../nbs/59_demo.ipynb #62b32619
 def demo_command(argv: list[str]) -> int:
@@ -59,6 +72,13 @@ def demo_command(argv: list[str]) -> int:
     results = run_demo(args.out, config, args.run_dir, world=args.world, seed=args.seed)
     print(results_table(results))
     for claim, holds in paper_claims(results).items(): print(f"{'PASS' if holds else 'FAIL'}  {claim}")
+    audit = results.get("reader_audit", {})
+    if audit:
+        gamed = [kind for kind, reward in audit.items() if kind != "lc_sft" and reward >= audit["lc_sft"]]
+        print(f"{'FAIL' if gamed else 'PASS'}  the surrogate reader scores degenerate paragraphs below LC SFT's "
+              f"({', '.join(f'{k} {v:.2f}' for k, v in audit.items())})")
+    print("claims about someone other than the queried person: " +
+          ", ".join(f"{m} {share:.1%}" for m, share in results["wrong_person_claims"].items()))
     print(f"total {results['seconds']:.0f} s, {results['reused_seconds']:.0f} s of it reused from finished stages; "
           f"wrote {Path(args.out) / 'results.json'} and figures")
     return 0

@@ -5,6 +5,8 @@
 # %% ../nbs/53_lc_reader.ipynb #ea365012
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -67,7 +69,7 @@ def degenerate(paragraph: str, other: str, kind: str, rng) -> str:
     if kind == "prefix": return " ".join(words[:rng.randint(2, 5)])
     if kind == "other_query": return other
     if kind == "repeated":
-        first = paragraph.split(" . ")[0].rstrip(" .") + " ."
+        first = re.split(r"(?<=[.!?;])\s+", paragraph.strip(), maxsplit=1)[0]  # "born in Tarn ." or decoded "Tarn."
         return " ".join([first] * rng.randint(2, 4))
     raise ValueError(f"unknown degeneration {kind!r}; choose from {', '.join(DEGENERATIONS)}")
 

@@ -16,7 +16,7 @@ from .sources import Query
 # %% auto #0
 __all__ = ['RL_REWARDS', 'HELDOUT_ROLES', 'ParagraphReward', 'rl_rows', 'factuality_scorer', 'lc_scorer', 'LCRewardSettings',
            'reward_function', 'rl_stage_name', 'rl_stage', 'judged_correct_scorer', 'heldout_split', 'heldout_scorer',
-           'heldout_monitor']
+           'heldout_monitor', 'reader_audit']
 
 # %% ../nbs/54_lc_rl.ipynb #de8eb8c2
 class ParagraphReward:
@@ -140,3 +140,23 @@ def heldout_monitor(queries: Sequence[Query], score: Callable, settings: RLSetti
         paragraphs = [c[0].text for c in HFBackend(model=model, tokenizer=tokenizer).generate(prompts, params)]
         return reward(prompts, paragraphs, [row["questions"] for row in rows], [row["answers"] for row in rows])
     return monitor
+
+# %% ../nbs/54_lc_rl.ipynb #f5ec04e9
+def reader_audit(p, method: str = "lc_sft", n: int = 100, seed: int = 0) -> dict:
+    "Mean LC reward of `method`'s held-out paragraphs (key `method`) and of degenerate versions of them (one key per kind)."
+    import random
+    from lcal.core import read_jsonl
+    from lcal.lc_reader import DEGENERATIONS, degenerate
+    queries = {q.query_id: q for q in p.source.queries("eval")}
+    rows = [r for r in read_jsonl(p.evaluate(method) / "paragraphs.jsonl") if r["sample"] == 0][:n]
+    asked = [queries[r["query_id"]] for r in rows]
+    reward = reward_function(p, "lc", [p.run(name) for name in RL_REWARDS["lc"]])
+    def mean_reward(paragraphs: list[str]) -> float:
+        scores = reward([q.prompt for q in asked], paragraphs, [[x.question for x in q.questions] for q in asked],
+                        [[x.answer for x in q.questions] for q in asked])
+        return round(float(sum(scores) / max(len(scores), 1)), 4)
+    paragraphs, rng = [r["paragraph"] for r in rows], random.Random(seed)
+    others = paragraphs[1:] + paragraphs[:1]  # "another query's paragraph": the next one
+    out = {method: mean_reward(paragraphs)}
+    for kind in DEGENERATIONS: out[kind] = mean_reward([degenerate(z, o, kind, rng) for z, o in zip(paragraphs, others)])
+    return out

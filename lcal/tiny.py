@@ -29,8 +29,9 @@ CHAT_TEMPLATE = (
 
 
 def train_tokenizer(texts: Iterable[str], kind: str = "word", vocab_size: int = 4096,
-                    extra_tokens: Iterable[str] = ()):
-    "Train a `word` or byte-level `bpe` tokenizer on `texts` and wrap it as a left-padding HF fast tokenizer."
+                    extra_tokens: Iterable[str] = (), split: Iterable[str] = (), pieces: Iterable[str] = ()):
+    """Train a `word` or byte-level `bpe` tokenizer on `texts` and wrap it as a left-padding HF fast tokenizer.
+    `word` only: the words in `split` are read as sub-word `pieces` (`##` marks a piece that continues a word)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
     specials = list(SPECIAL_TOKENS.values()) + ["<user>", "<assistant>", "<system>"]
@@ -48,9 +49,17 @@ def train_tokenizer(texts: Iterable[str], kind: str = "word", vocab_size: int = 
     else:
         raise ValueError(f"unknown tokenizer kind {kind!r}; expected 'word' or 'bpe'")
     tok.train_from_iterator(list(texts) + [" ".join(extra_tokens)], trainer=trainer)
+    if kind == "word" and pieces: tok.model = _word_pieces(tok.get_vocab(), set(split), pieces)
     wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, padding_side="left", **SPECIAL_TOKENS)
     wrapped.chat_template = CHAT_TEMPLATE
     return wrapped
+
+# %% ../nbs/01_tiny.ipynb #94dd16bb
+def _word_pieces(vocab: dict, split: set, pieces: Iterable[str]):
+    "A WordPiece model over `vocab` without the `split` words, plus `pieces`; a word it cannot read is `<unk>`."
+    from tokenizers import models
+    kept = [w for w in sorted(vocab, key=vocab.get) if w not in split]
+    return models.WordPiece({w: i for i, w in enumerate(dict.fromkeys(kept + list(pieces)))}, unk_token="<unk>")
 
 # %% ../nbs/01_tiny.ipynb #41db864c
 @dataclass

@@ -19,13 +19,15 @@ import torch
 from .core import get_logger, lcal_path, progress, read_json, seed_everything, to_jsonable, write_json
 from .stages import STAGE_FILE, run_stage
 from .tiny import TinyModelConfig, build_tiny_model, count_parameters, train_tokenizer
-from .world import ATTRIBUTES, HEDGE_WORDS, MENTION_BUCKETS, World, build_world, mention_bucket, words
+from .world import (ATTRIBUTES, HEDGE_WORDS, MENTION_BUCKETS, World, build_world, mention_bucket, sentences,
+                        surname_pieces, words)
 from .world_roles import summary_calibration
 
 # %% auto #0
-__all__ = ['MODEL_INFO', 'torch_threads', 'language_texts', 'world_tokenizer', 'pretrain', 'world_dir', 'pretrain_world_model',
-           'model_info', 'generate', 'sample_biographies', 'greedy_accuracy', 'agreement_table', 'name_copies',
-           'name_copy_rate', 'knowledge_report', 'plot_knowledge', 'world_command']
+__all__ = ['MODEL_INFO', 'PROBE_SIZE', 'torch_threads', 'language_texts', 'world_tokenizer', 'pretrain', 'world_dir',
+           'pretrain_world_model', 'model_info', 'generate', 'sample_biographies', 'greedy_accuracy', 'probe_accuracy',
+           'agreement_table', 'name_copies', 'name_copy_rate', 'knowledge_report', 'plot_knowledge',
+           'wrong_person_share', 'world_command']
 
 # %% ../nbs/21_world_model.ipynb #bc8a8b18
 @contextmanager
@@ -57,9 +59,10 @@ def language_texts(world: World) -> list[str]:
 
 
 def world_tokenizer(world: World):
-    "A word-level tokenizer for the corpus and the controlled language that prepends `<bos>`."
+    "A word-level tokenizer for the corpus and the controlled language, surnames read as syllables; prepends `<bos>`."
     from tokenizers.processors import TemplateProcessing
-    tokenizer = train_tokenizer(world.corpus + language_texts(world), kind="word", vocab_size=100_000)
+    tokenizer = train_tokenizer(world.corpus + language_texts(world), kind="word", vocab_size=100_000,
+                                split=[e.surname for e in world.entities], pieces=surname_pieces())
     bos = tokenizer.bos_token
     tokenizer._tokenizer.post_processor = TemplateProcessing(
         single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, tokenizer.bos_token_id)])
@@ -83,6 +86,17 @@ def _lr_factor(step: int, warmup: int, total: int, final: float) -> float:
     return final + (1 - final) * 0.5 * (1 + np.cos(np.pi * min(1.0, progress_fraction)))
 
 
+class _TargetSchedule:
+    "The learning-rate factor with a knowledge target: warm-up, constant until `decay_start`, then a linear decay."
+    def __init__(self, cfg): self.cfg, self.decay_start = cfg, None
+
+    def __call__(self, step: int) -> float:
+        cfg = self.cfg
+        if step < cfg.warmup_steps: return (step + 1) / cfg.warmup_steps
+        if self.decay_start is None: return 1.0
+        return 1 - (1 - cfg.final_lr_fraction) * min(1.0, (step - self.decay_start) / cfg.decay_steps)
+
+
 def pretrain(world: World, tokenizer, log_every: int = 50):
     "Pretrain a fresh tiny Llama on the world's corpus; returns `(model, stats)`."
     cfg = world.config.pretrain
@@ -93,12 +107,16 @@ def pretrain(world: World, tokenizer, log_every: int = 50):
     docs = [ids + [tokenizer.eos_token_id] for ids in tokenizer(world.corpus).input_ids]
     rows = _rows(docs, cfg.seq_len, np.random.default_rng(cfg.seed))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: _lr_factor(s, cfg.warmup_steps, cfg.steps, cfg.final_lr_fraction))
+    factor = _TargetSchedule(cfg) if cfg.knowledge_target else \
+        (lambda s: _lr_factor(s, cfg.warmup_steps, cfg.steps, cfg.final_lr_fraction))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     log, losses, start, cpu_start = get_logger("world_model"), [], time.perf_counter(), time.process_time()
     model.train()
+    probe = [e for e in world.entities if mention_bucket(e.mentions) == cfg.knowledge_bucket][:PROBE_SIZE]
+    knowledge, stop = [], cfg.steps  # (step, probe accuracy) at each check; the step to stop at
     bar = progress(range(cfg.steps), desc="pretraining world model", unit="step")
     for step in bar:
+        if step == stop: break
         batch = torch.tensor([next(rows) for _ in range(cfg.batch_size)])
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
             loss = model(input_ids=batch, labels=batch).loss
@@ -107,12 +125,18 @@ def pretrain(world: World, tokenizer, log_every: int = 50):
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
         if (step + 1) % log_every == 0: log.debug("step %d loss %.3f", step + 1, np.mean(losses[-log_every:]))
+        if cfg.knowledge_target and factor.decay_start is None and (step + 1) % cfg.check_every == 0:
+            knowledge.append((step + 1, probe_accuracy(world, model, tokenizer, probe)))
+            log.info("step %d: greedy accuracy %.3f on %d entities with %s mentions", step + 1, knowledge[-1][1],
+                     len(probe), cfg.knowledge_bucket)
+            if knowledge[-1][1] >= cfg.knowledge_target:
+                factor.decay_start, stop = step + 1, min(cfg.steps, step + 1 + cfg.decay_steps)
     model.eval()
     seconds = time.perf_counter() - start
     stats = {"pretrain_seconds": round(seconds, 2), "pretrain_cpu_seconds": round(time.process_time() - cpu_start, 2),
-             "final_loss": float(np.mean(losses[-20:])),
+             "final_loss": float(np.mean(losses[-20:])), "steps": len(losses), "knowledge_checks": knowledge,
              "parameters": count_parameters(model), "corpus_tokens": sum(map(len, docs)),
-             "tokens_per_second": round(cfg.steps * cfg.batch_size * cfg.seq_len / seconds),
+             "tokens_per_second": round(len(losses) * cfg.batch_size * cfg.seq_len / seconds),
              "threads": torch.get_num_threads()}
     return model, stats
 
@@ -191,6 +215,17 @@ def greedy_accuracy(world: World, biographies: Sequence[str], entities) -> list[
     return out
 
 
+PROBE_SIZE = 200  # entities in pretraining's knowledge probe
+
+
+def probe_accuracy(world: World, model, tokenizer, entities) -> float:
+    "Mean greedy-biography accuracy of a model being trained on `entities` (it is put back in training mode)."
+    model.eval()
+    try: texts = generate(model, [world.prompt(e) for e in entities], tokenizer=tokenizer)
+    finally: model.train()
+    return round(float(np.mean(greedy_accuracy(world, [t[0] for t in texts], entities))), 4)
+
+
 def agreement_table(world: World, samples: Sequence[Sequence[str]], entities, m: int) -> dict:
     "Counts and majority accuracy per agreement count 1..m over all (entity, attribute) pairs with a vote."
     correct, total = Counter(), Counter()
@@ -206,7 +241,7 @@ def agreement_table(world: World, samples: Sequence[Sequence[str]], entities, m:
 
 def name_copies(world: World, samples: Sequence[Sequence[str]], entities) -> list[float]:
     "Per entity, the share of its samples whose first sentence names it (by surname): the prompt's name was copied."
-    def first_sentence(text): return words(text.split(" . ", 1)[0])
+    def first_sentence(text): return next(iter(sentences(words(text))), [])
     return [float(np.mean([e.surname in first_sentence(t) for t in texts])) if texts else 0.0
             for e, texts in zip(entities, samples)]
 
@@ -268,6 +303,13 @@ def plot_knowledge(report: dict, path: str | Path) -> Path:
     plt.close(fig)
     return path
 
+# %% ../nbs/21_world_model.ipynb #2938bee7
+def wrong_person_share(world: World, texts: Sequence[str], entities) -> float:
+    """The share of the attribute claims in `texts` (one per entity) that are about someone other than the entity
+    each was written for: a sentence is about the person it names, else about the one the sentence before was."""
+    claims = [s.entity_id != e.id for text, e in zip(texts, entities) for s in world.parse(text, subject=e)]
+    return round(float(np.mean(claims)), 4) if claims else 0.0
+
 # %% ../nbs/21_world_model.ipynb #71f8956f
 def world_command(argv: list[str]) -> int:
     "`lcal world build|report`: build the world and its base model; report what the model knows."
@@ -280,8 +322,7 @@ def world_command(argv: list[str]) -> int:
     parser.add_argument("--size", default="default", choices=sorted(PRESETS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the report here (report only)")
-    parser.add_argument("--figure", default="figures/world_accuracy_by_mentions.png",
-                        help="accuracy-vs-mentions figure (report only)")
+    parser.add_argument("--figure", help="write the accuracy-vs-mentions figure here (report only)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     world = build_world(args.size, seed=args.seed)

@@ -10,7 +10,7 @@ import pytest
 
 from lcal.demo import demo_command, run_demo
 from lcal.lc import METHODS, LCConfig, LCPipeline
-from lcal.lc_reader import ReaderSettings
+from lcal.lc_reader import DEGENERATIONS, ReaderSettings
 from lcal.lc_results import RESULT_KEYS
 from lcal.lc_samples import SampleSettings
 from lcal.lc_sft import PolicySFTSettings
@@ -43,7 +43,11 @@ def demo_run(tmp_path_factory):
 def test_demo_writes_results_schema_and_figures(demo_run):
     root, results = demo_run
     on_disk = json.loads((root / "figures" / "results.json").read_text())
-    assert set(on_disk) == {"methods", "seconds"} and on_disk["seconds"] > 0
+    assert set(on_disk) == {"methods", "seconds", "wrong_person_claims", "reader_audit"} and on_disk["seconds"] > 0
+    assert set(on_disk["reader_audit"]) == {"lc_sft", *DEGENERATIONS}  # the LC reward is log p - λ·excess + 5
+    assert all(-20 < reward <= 5 for reward in on_disk["reader_audit"].values())
+    assert set(on_disk["wrong_person_claims"]) == set(METHODS)
+    assert all(0 <= share <= 1 for share in on_disk["wrong_person_claims"].values())
     assert list(on_disk["methods"]) == list(LCConfig().methods) and set(on_disk["methods"]) == set(METHODS)
     n_questions = sum(len(q.questions) for q in WorldSource("tiny").queries("eval"))
     for name, row in on_disk["methods"].items():
