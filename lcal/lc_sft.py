@@ -35,7 +35,7 @@ def new_tokens(tokenizer, texts: Sequence[str], known_texts: Sequence[str]) -> l
 @dataclass
 class PolicySFTSettings:
     "The policy SFT recipe: the trainer settings, how many replay documents to mix in, and the replay seed."
-    sft: SFTSettings = field(default_factory=SFTSettings)
+    sft: SFTSettings = field(default_factory=lambda: SFTSettings(learning_rate=2.5e-4))
     replay_docs: int = 3000
     seed: int = 0
 
