@@ -75,7 +75,7 @@ def test_long_prompts_are_dropped_and_cli_flags_map_to_config(tiny_word_lm_dir, 
     assert main(["--policy", str(tiny_word_lm_dir), "--dataset", str(prompts), "--reward", "rl_tasks:target_token_reward",
                  "--reward-kwargs", f'{{"model_dir": "{tiny_word_lm_dir}"}}', "--output-dir", str(tmp_path / "cli"),
                  "--total-steps", "1", "--rollout-batch-size", "4", "--mini-batch-size", "2", "--micro-batch-size", "1",
-                 "--max-new-tokens", "4", "--whiten-rewards", "false", "--lora-r", "2"]) == 0
+                 "--max-new-tokens", "4", "--no-whiten-rewards", "--lora-r", "2"]) == 0
     assert len(read_jsonl(tmp_path / "cli" / "stats.jsonl")) == 1
 
 
