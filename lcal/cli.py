@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("lcal.demo:demo_command", "the whole linguistic-calibration pipeline on the simulated world"),
     "study": ("lcal.study:study_command", "`study lc`: LC over a grid of seeds and kernel variants, and which claims hold where"),
     "feedback": ("lcal.feedback:feedback_command", "sparse feedback: ratings vs rankings, a reward model each, best-of-n win rates"),
+    "facttune": ("lcal.facttune:facttune_command", "FactTune: FactScore and model-confidence rewards, preference pairs, DPO"),
     "runs": ("lcal.stages:runs_command", "the stages below a run directory: finished or partial, key, seconds"),
 }
 

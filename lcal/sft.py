@@ -26,7 +26,7 @@ from .stages import finished_key, run_stage
 __all__ = ['RUN_FILE', 'LOSS_FILE', 'SFTSettings', 'check_sft_rows', 'replay_rows', 'model_key', 'write_run_record',
            'TrainingLog', 'quiet_datasets', 'trainer_arguments', 'token_ids', 'cpu_bf16_supported',
            'training_attention', 'prepare_backbone', 'lora_config', 'save_trained', 'training_processes', 'train_sft',
-           'settings_arguments', 'settings_from_args', 'main']
+           'run_trainer_stage', 'settings_arguments', 'settings_from_args', 'main']
 
 # %% ../nbs/41_sft.ipynb #a5f53335
 @dataclass
@@ -217,35 +217,44 @@ def training_processes():
 def train_sft(model_path: str | Path, rows: Iterable[dict], out_dir: str | Path,
               settings: SFTSettings | None = None) -> Path:
     "Fine-tune the causal LM at `model_path` on `{prompt, completion}` rows (loss on completions); return `out_dir`."
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
     settings = settings or SFTSettings()
     rows = check_sft_rows(rows)
     config = SFTConfig(**trainer_arguments(settings, out_dir), max_length=settings.max_length,
                        completion_only_loss=True, dataset_num_proc=None)
+    return run_trainer_stage("sft", SFTTrainer, model_path, rows, out_dir, settings, config)
+
+
+def run_trainer_stage(kind: str, trainer_cls, model_path: str | Path, rows: list[dict], out_dir: str | Path,
+                      settings, config) -> Path:
+    """Train the causal LM at `model_path` with the TRL trainer class `trainer_cls` (`SFTTrainer`, `DPOTrainer`) and
+    its `config` on `rows`, as the resumable stage `kind` under `out_dir` (LoRA, frozen embeddings, loss curve and run
+    record as `settings` say)."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     def build(tmp: Path):
         start = time.time()
         config.output_dir = str(tmp)
         seed_everything(settings.seed)  # LoRA weights are created before the trainer seeds itself
         tokenizer = AutoTokenizer.from_pretrained(model_path)
+        if tokenizer.pad_token is None: tokenizer.pad_token = tokenizer.eos_token
         model = prepare_backbone(AutoModelForCausalLM.from_pretrained(model_path, **training_attention(config.bf16)),
                                  settings, tokenizer)
         with quiet_datasets():
-            trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
-                                 processing_class=tokenizer, peft_config=lora_config(settings, "CAUSAL_LM"))
-        log = TrainingLog.attach(trainer, "sft")
+            trainer = trainer_cls(model=model, args=config, train_dataset=Dataset.from_list(rows),
+                                  processing_class=tokenizer, peft_config=lora_config(settings, "CAUSAL_LM"))
+        log = TrainingLog.attach(trainer, kind)
         result = trainer.train()
         save_trained(trainer, tmp, settings)
-        info = {"kind": "sft", "model": str(model_path), "rows": len(rows), "settings": settings,
+        info = {"kind": kind, "model": str(model_path), "rows": len(rows), "settings": settings,
                 "processes": trainer.accelerator.num_processes, "steps": result.global_step,
                 "train_loss": result.training_loss, "seconds": round(time.time() - start, 2)}
-        get_logger("sft").info("sft: %d rows, %d steps, loss %.4f -> %s", len(rows), result.global_step,
-                               result.training_loss, out_dir)
+        get_logger(kind).info("%s: %d rows, %d steps, loss %.4f -> %s", kind, len(rows), result.global_step,
+                              result.training_loss, out_dir)
         write_run_record(tmp, info, log.rows, trainer.accelerator)
 
-    return run_stage(out_dir, "sft", settings, build, inputs={"model": model_key(model_path), "data": stable_hash(rows)},
+    return run_stage(out_dir, kind, settings, build, inputs={"model": model_key(model_path), "data": stable_hash(rows)},
                      accelerator=training_processes())
 
 # %% ../nbs/41_sft.ipynb #f5519136

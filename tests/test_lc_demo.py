@@ -125,7 +125,7 @@ def test_demo_command_rejects_bad_input(capsys):
 
 
 GENERAL_MODULES = ("stages", "sources", "rolesets", "rl", "evaluation", "lc", "lc_samples", "lc_sft", "lc_reader",
-                   "lc_rl", "lc_eval", "lc_results")
+                   "lc_rl", "lc_eval", "lc_results", "factscore", "confidence_scoring", "dpo", "facttune")
 
 
 @pytest.mark.parametrize("module", GENERAL_MODULES)
