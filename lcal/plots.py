@@ -41,8 +41,11 @@ def _draw_reliability(top, bottom, conf, correct, n_bins, binning, lc_compat, na
     width = 0.8 / max(len(bins), n_bins) if binning == "equal_mass" else 0.9 / n_bins
     if len(bins) > 1: width = max(min(width, 0.9 * np.diff(bins.confidence).min()), 0.004)   # bars must not overlap
     bottom.bar(bins.confidence, bins["count"], width=width, color="0.5")
-    for x, count in zip(bins.confidence, bins["count"]):
-        bottom.annotate(str(count), (x, count), ha="center", va="bottom", fontsize=6, rotation=90)
+    labelled = []  # counts of bins closer than 0.03 would overlap: the largest of them is labelled
+    for x, count in sorted(zip(bins.confidence, bins["count"]), key=lambda b: -b[1]):
+        if all(abs(x - y) >= 0.03 for y in labelled):
+            bottom.annotate(str(count), (x, count), ha="center", va="bottom", fontsize=6, rotation=90)
+            labelled.append(x)
     bottom.set(xlim=(0, 1.02), xlabel="confidence", ylabel="items per bin")
     bottom.set_ylim(0, bins["count"].max() * 1.6)
 
@@ -86,18 +89,21 @@ def frontier_plot(table: pd.DataFrame, path: str | Path | None = None, title: st
     datasets = list(dict.fromkeys(table["dataset"])) if "dataset" in table.columns else [None]
     methods = list(dict.fromkeys(table["method"]))
     colors = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    markers = {m: "osD^vP*Xph"[i % 10] for i, m in enumerate(methods)}
     fig = Figure(figsize=(4.4 * len(datasets), 4))
     axes = fig.subplots(1, len(datasets), sharey=True, squeeze=False)[0]
     for ax, dataset in zip(axes, datasets):
         rows = table if dataset is None else table[table["dataset"] == dataset]
         for row in rows.itertuples():
-            ax.errorbar(row.accuracy, row.ece, fmt="o", color=colors[row.method], capsize=3, label=row.method,
-                        xerr=[[row.accuracy - row.accuracy_low], [row.accuracy_high - row.accuracy]],
+            ax.errorbar(row.accuracy, row.ece, fmt=markers[row.method], color=colors[row.method], capsize=3,
+                        label=row.method, xerr=[[row.accuracy - row.accuracy_low], [row.accuracy_high - row.accuracy]],
                         yerr=[[row.ece - row.ece_low], [row.ece_high - row.ece]])
-            ax.annotate(row.method, (row.accuracy, row.ece), xytext=(5, 4), textcoords="offset points", fontsize=7)
-        ax.set(xlabel="accuracy  (better →)", title=dataset or "", xlim=(-0.02, 1.02))
+        ax.set(xlabel="accuracy  (better →)", title=dataset or "",
+               xlim=(max(0.0, table["accuracy_low"].min() - 0.05), min(1.0, table["accuracy_high"].max() + 0.05)))
         ax.grid(alpha=0.3)
-    axes[0].set(ylabel="ECE  (better ↓)", ylim=(-0.02, max(0.5, table["ece_high"].max() + 0.05)))
+    axes[0].set(ylabel="ECE  (better ↓)", ylim=(0.0, table["ece_high"].max() + 0.05))
+    handles, labels = axes[0].get_legend_handles_labels()  # a legend, not labels at the points: points may coincide
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
     fig.suptitle(f"{title + ' — ' if title else ''}accuracy vs ECE (bars: bootstrap 95% CIs)", y=1.02)
     if path is not None: save_figure(fig, path)
     return fig
