@@ -98,6 +98,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                           'lcal.cli.command_parser': ('cli.html#command_parser', 'lcal/cli.py'),
                           'lcal.cli.info_command': ('cli.html#info_command', 'lcal/cli.py'),
                           'lcal.cli.main': ('cli.html#main', 'lcal/cli.py'),
+                          'lcal.cli.pipeline_parser': ('cli.html#pipeline_parser', 'lcal/cli.py'),
                           'lcal.cli.run_command': ('cli.html#run_command', 'lcal/cli.py')},
             'lcal.confidence_scoring': { 'lcal.confidence_scoring.FewShotAnswerPrompt': ( 'confidence_scoring.html#fewshotanswerprompt',
                                                                                           'lcal/confidence_scoring.py'),

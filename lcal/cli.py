@@ -12,7 +12,8 @@ import platform
 import sys
 
 # %% auto #0
-__all__ = ['COMMANDS', 'OneLineParser', 'command_parser', 'available_commands', 'main', 'run_command', 'info_command']
+__all__ = ['COMMANDS', 'OneLineParser', 'command_parser', 'pipeline_parser', 'available_commands', 'main', 'run_command',
+           'info_command']
 
 # %% ../nbs/02_cli.ipynb #bfad2619
 class OneLineParser(argparse.ArgumentParser):
@@ -24,6 +25,24 @@ class OneLineParser(argparse.ArgumentParser):
 def command_parser(prog: str, description: str, **kwargs) -> OneLineParser:
     "A parser for `lcal <prog>` with one-line errors."
     return OneLineParser(prog=f"lcal {prog}", description=description, **kwargs)
+
+# %% ../nbs/02_cli.ipynb #9b3a151f
+def pipeline_parser(prog: str, description: str, model_help: str, config_help: str):
+    """A parser for a pipeline command with the arguments every pipeline shares: the world (`--world`,
+    `--world-seed`), the real inputs' `--base-model`, `--judge` and `--judge-base-url`, and `--seed`, `--config`,
+    `--run-dir`. Returns `(parser, real)`: `real` is the "real inputs" group, for the pipeline's own input files."""
+    parser = command_parser(prog, description)
+    world = parser.add_argument_group("the simulated world (default)")
+    world.add_argument("--world", default="default", help="world preset (default: default)")
+    world.add_argument("--world-seed", type=int, help="the world's seed (default: --seed)")
+    real = parser.add_argument_group("real inputs")
+    real.add_argument("--base-model", help=f"{model_help}: a Hugging Face causal LM by name or path (hf:NAME also accepted)")
+    real.add_argument("--judge", default="world", help="'world' (the source's own roles) or a backend spec for LLM roles")
+    real.add_argument("--judge-base-url", help="an OpenAI- or Anthropic-compatible endpoint for --judge (e.g. vllm serve)")
+    parser.add_argument("--seed", type=int, default=0, help="every sampling and training seed (and the world's, unless --world-seed)")
+    parser.add_argument("--config", help=f"a JSON file of {config_help}")
+    parser.add_argument("--run-dir", help="stage outputs (default: under the lcal home, keyed by the source)")
+    return parser, real
 
 # %% ../nbs/02_cli.ipynb #7805803f
 COMMANDS: dict[str, tuple[str, str]] = {

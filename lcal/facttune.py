@@ -377,25 +377,16 @@ FactTunePipeline.run = _run
 
 # %% ../nbs/63_facttune.ipynb #f1c7bd82
 def facttune_parser():
-    from lcal.cli import command_parser
-    parser = command_parser("facttune", "FactTune: sample, score truthfulness (FactScore, model confidence), preference "
-                                        "pairs, DPO and the SFT baseline; factual error rates on held-out prompts.")
+    from lcal.cli import pipeline_parser
+    parser, real = pipeline_parser("facttune", "FactTune: sample, score truthfulness (FactScore, model confidence), "
+                                   "preference pairs, DPO and the SFT baseline; factual error rates on held-out prompts.",
+                                   "the policy", "FactTuneConfig overrides, e.g. {\"dpo\": {\"beta\": 0.5}}")
     parser.add_argument("--out", default="facttune_report", help="where results.json, details.json and facttune.png go")
-    world = parser.add_argument_group("the simulated world (default)")
-    world.add_argument("--world", default="default", help="world preset (default: default)")
-    world.add_argument("--world-seed", type=int, help="the world's seed (default: --seed)")
-    real = parser.add_argument_group("real inputs")
-    real.add_argument("--base-model", help="the policy: a Hugging Face causal LM by name or path (hf:NAME also accepted)")
     real.add_argument("--prompts", help="JSONL of {topic, prompt?, split?} (split: train/eval; else every 4th is eval)")
     real.add_argument("--passages", help="the knowledge source: a {title, text} JSONL or SQLite file (BM25-indexed once)")
     real.add_argument("--template", default=PROMPT_TEMPLATE, help="prompt for rows without one, with a {topic} placeholder")
     real.add_argument("--chat", action="store_true", help="wrap prompts in the policy's chat template")
-    real.add_argument("--judge", default="world", help="'world' (the source's oracles) or a backend spec for LLM judges")
-    real.add_argument("--judge-base-url", help="an OpenAI- or Anthropic-compatible endpoint for --judge")
     real.add_argument("--verifier-model", help="verify facts with this local causal LM's True/False probabilities instead")
-    parser.add_argument("--seed", type=int, default=0, help="sampling and training seed (and the world's, unless --world-seed)")
-    parser.add_argument("--config", help="a JSON file of FactTuneConfig overrides, e.g. {\"dpo\": {\"beta\": 0.5}}")
-    parser.add_argument("--run-dir", help="stage outputs (default: under the lcal home, keyed by the source)")
     return parser
 
 

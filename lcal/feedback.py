@@ -274,23 +274,14 @@ FeedbackPipeline.run = _run
 
 # %% ../nbs/85_feedback.ipynb #e9bd04c5
 def feedback_parser():
-    from lcal.cli import command_parser
-    parser = command_parser("feedback", "Sparse feedback: ratings vs rankings, a reward model per protocol, best-of-n "
-                                        "policies and win rates under both protocols, on the world or real inputs.")
+    from lcal.cli import pipeline_parser
+    parser, real = pipeline_parser("feedback", "Sparse feedback: ratings vs rankings, a reward model per protocol, "
+                                   "best-of-n policies and win rates under both protocols, on the world or real inputs.",
+                                   "the policy", "FeedbackConfig overrides, e.g. {\"best_of\": 16}")
     parser.add_argument("--out", default="feedback_report", help="where results.json, details.json and win_rates.png go")
-    world = parser.add_argument_group("the simulated world (default)")
-    world.add_argument("--world", default="default", help="world preset (default: default)")
-    world.add_argument("--world-seed", type=int, help="the world's seed (default: --seed)")
-    real = parser.add_argument_group("real inputs")
-    real.add_argument("--base-model", help="the policy: a Hugging Face causal LM by name or path (hf:NAME also accepted)")
     real.add_argument("--instructions", help="feedback instructions: the paper's JSON list of {instruction, input}")
     real.add_argument("--eval-instructions", help="held-out instructions (AlpacaEval-style 'output's are the reference)")
     real.add_argument("--template", help="the policy prompt: a file with an {instruction} placeholder (default: ours)")
-    real.add_argument("--judge", default="world", help="'world' (the source's judges) or a backend spec for LLM judges")
-    real.add_argument("--judge-base-url", help="an OpenAI- or Anthropic-compatible endpoint for --judge")
-    parser.add_argument("--seed", type=int, default=0, help="sampling and training seed (and the world's, unless --world-seed)")
-    parser.add_argument("--config", help="a JSON file of FeedbackConfig overrides, e.g. {\"best_of\": 16}")
-    parser.add_argument("--run-dir", help="stage outputs (default: under the lcal home, keyed by the source)")
     return parser
 
 

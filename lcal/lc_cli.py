@@ -29,15 +29,11 @@ def source_from_args(args):
 
 
 def lc_parser():
-    from lcal.cli import command_parser
-    parser = command_parser("lc", "Linguistic calibration, stage by stage (each resumable), on the world or real inputs.")
+    from lcal.cli import pipeline_parser
+    parser, real = pipeline_parser("lc", "Linguistic calibration, stage by stage (each resumable), on the world or real "
+                                   "inputs.", "the base model", "LCConfig overrides, e.g. {\"rl\": {\"max_steps\": 20}}")
     parser.add_argument("stage", nargs="?", default="all",
                         help=f"a stage ({', '.join(stage_registry())}), eval, or all (default: every method, with the report)")
-    world = parser.add_argument_group("the simulated world (default)")
-    world.add_argument("--world", default="default", help="world preset (default: default)")
-    world.add_argument("--world-seed", type=int, help="the world's seed (default: --seed)")
-    real = parser.add_argument_group("real inputs")
-    real.add_argument("--base-model", help="a Hugging Face causal LM by name or path (hf:NAME also accepted)")
     real.add_argument("--queries", help="SFT queries: a Query JSONL, an LC-schema table, or tatsu-lab/linguistic_calibration")
     real.add_argument("--rl-queries", help="RL queries (default: every other query of --queries)")
     real.add_argument("--eval-queries", help="held-out queries (default: --queries)")
@@ -47,11 +43,6 @@ def lc_parser():
     real.add_argument("--chat", action="store_true", help="sample the base model through its chat template")
     real.add_argument("--sft-data", help="the paper's sft_training rows: used instead of sampling and summarizing")
     real.add_argument("--reader-data", help="the paper's reward_model_training rows: used instead of labelling")
-    real.add_argument("--judge", default="world", help="'world' (the source's oracles) or a backend spec for LLM roles")
-    real.add_argument("--judge-base-url", help="an OpenAI- or Anthropic-compatible endpoint for --judge (e.g. vllm serve)")
-    parser.add_argument("--seed", type=int, default=0, help="every training seed (and the world's, unless --world-seed)")
-    parser.add_argument("--config", help="a JSON file of LCConfig overrides, e.g. {\"rl\": {\"max_steps\": 20}}")
-    parser.add_argument("--run-dir", help="stage outputs (default: under the lcal home, keyed by the source)")
     parser.add_argument("--out", default="lc_report", help="for all: where results.json and the figures go")
     parser.add_argument("--methods", default=",".join(LCConfig().methods), help="comma-separated methods (eval, all)")
     parser.add_argument("--rl-algorithm", default=LCConfig().rl.algorithm, choices=("grpo", "rloo", "ppo"))

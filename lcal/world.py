@@ -140,6 +140,8 @@ def _first_names(rng: np.random.Generator, surnames: list[str]) -> list[str]:
     for surname in surnames:
         syllable = _first_syllable(surname)
         free = [f for f in FIRST_NAMES if (f, syllable) not in used]
+        if not free: raise ValueError(f"more than {len(FIRST_NAMES)} surnames start with {syllable!r}: too many entities "
+                                      f"for unique (first name, first syllable) pairs")
         first = free[rng.integers(len(free))]
         used.add((first, syllable))
         out.append(first)
