@@ -163,12 +163,3 @@ def test_tiny_world_end_to_end(tmp_path, tiny_world, monkeypatch, capsys):
     assert set(details["calibration"]) == set(METHODS) and details["pair_counts"]["factscore_avg"] > 0
     assert 0 < details["train"]["ne_max_conf_avg"] <= 1  # the entity variant, resampling the responses' chunks
 
-
-def test_walkthrough_runs_under_papermill(tmp_path, tiny_world):
-    import papermill
-    notebook = Path(__file__).parents[1] / "walkthroughs" / "facttune.ipynb"
-    papermill.execute_notebook(str(notebook), str(tmp_path / "out.ipynb"), cwd=str(tmp_path), kernel_name="python3",
-                               parameters={"world": "tiny", "out": str(tmp_path / "report"), "quick": True},
-                               progress_bar=False)
-    results = read_json(tmp_path / "report" / "results.json")
-    assert list(results["methods"]) == list(METHODS) and (tmp_path / "report" / "facttune.png").exists()
