@@ -87,9 +87,8 @@ def main(argv: list[str] | None = None) -> int:
 # %% ../nbs/02_cli.ipynb #e3f21ed9
 def run_command(name: str, target: str, argv: list[str]) -> int:
     "Run the subcommand `target` (`module:function`) on `argv`; Ctrl-C and setup errors end in one line on stderr."
-    import os
-    from lcal.core import SetupError, progress_enabled
-    if not progress_enabled(): os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # before transformers loads
+    from lcal.core import SetupError, quiet_third_party
+    quiet_third_party()  # before transformers loads
     module, func = target.split(":")
     try: return int(getattr(importlib.import_module(module), func)(argv) or 0)
     except KeyboardInterrupt:

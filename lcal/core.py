@@ -22,8 +22,9 @@ from tqdm import tqdm
 
 # %% auto #0
 __all__ = ['PROGRESS_LINE_SECONDS', 'lcal_home', 'lcal_path', 'to_jsonable', 'stable_hash', 'seed_everything', 'atomic_write',
-           'write_json', 'read_json', 'write_jsonl', 'read_jsonl', 'write_parquet', 'get_logger', 'progress_mode',
-           'progress_enabled', 'progress', 'SetupError', 'MissingDependency', 'require']
+           'write_json', 'read_json', 'write_jsonl', 'read_jsonl', 'write_parquet', 'process_rank', 'get_logger',
+           'progress_mode', 'progress_enabled', 'quiet_third_party', 'progress', 'SetupError', 'MissingDependency',
+           'require']
 
 # %% ../nbs/00_core.ipynb #120a20ee
 def lcal_home() -> Path:
@@ -123,14 +124,22 @@ def write_parquet(path: str | Path, df) -> Path:
     return Path(path)
 
 # %% ../nbs/00_core.ipynb #e0eb5e77
+def process_rank() -> int:
+    "This process's rank under a distributed launcher (`$RANK`, set by accelerate and torchrun); 0 when run alone."
+    return int(os.environ.get("RANK") or 0)
+
+
 def get_logger(name: str = "lcal") -> logging.Logger:
-    "A logger under the `lcal` namespace with a one-line stderr format."
+    """A logger under the `lcal` namespace with a one-line stderr format. Under a launcher, only the first process
+    logs progress; the others log warnings and errors, tagged with their rank."""
     root = logging.getLogger("lcal")
     if not root.handlers:
+        rank = process_rank()
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("[%(asctime)s %(name)s] %(message)s", "%H:%M:%S"))
+        handler.setFormatter(logging.Formatter(f"[%(asctime)s %(name)s{f' rank {rank}' if rank else ''}] %(message)s",
+                                               "%H:%M:%S"))
         root.addHandler(handler)
-        root.setLevel(os.environ.get("LCAL_LOG_LEVEL", "INFO"))
+        root.setLevel(os.environ.get("LCAL_LOG_LEVEL", "INFO") if rank == 0 else "WARNING")
         root.propagate = False
     return logging.getLogger(name if name.startswith("lcal") else f"lcal.{name}")
 
@@ -148,6 +157,17 @@ def progress_mode() -> str:
 def progress_enabled() -> bool:
     "Whether live progress bars are shown (on a terminal, or forced with `LCAL_PROGRESS=1`)."
     return progress_mode() == "bar"
+
+
+def quiet_third_party() -> None:
+    """Hide the Hugging Face libraries' progress bars (loading weights, writing shards, dataset maps) where they do not
+    help: off a terminal and on every rank but the first. Sets `HF_HUB_DISABLE_PROGRESS_BARS` unless the user did (the
+    libraries read it as they load, and child processes inherit it) and turns off the bars of those already loaded."""
+    if progress_enabled() and process_rank() == 0: return
+    if os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1") != "1": return
+    if "huggingface_hub" in sys.modules: sys.modules["huggingface_hub"].utils.disable_progress_bars()
+    if "transformers" in sys.modules: sys.modules["transformers"].utils.logging.disable_progress_bar()
+    if "datasets" in sys.modules: sys.modules["datasets"].disable_progress_bars()
 
 
 class _LogLines:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import torch
 from transformers import PrinterCallback, TrainerCallback
 
-from .core import get_logger, lcal_path, progress_enabled, read_jsonl, write_jsonl
+from .core import get_logger, lcal_path, progress_enabled, quiet_third_party, read_jsonl, write_jsonl
 from .rewards import load_reward_fn
 from .sft import cpu_bf16_supported, training_attention
 
@@ -33,7 +33,7 @@ def rl_config(output_dir: str | Path, algorithm: str = "grpo", **overrides):
     on_gpu = torch.cuda.is_available()
     defaults: dict[str, Any] = dict(
         output_dir=str(output_dir), use_cpu=not on_gpu, bf16=on_gpu or cpu_bf16_supported(),
-        gradient_checkpointing=False, save_strategy="no", report_to=[], logging_steps=1,
+        gradient_checkpointing=False, save_strategy="no", report_to=[], logging_steps=1, ddp_find_unused_parameters=False,
         disable_tqdm=not progress_enabled(),
         temperature=0.7, max_completion_length=48, num_generations=8, per_device_train_batch_size=8,
         learning_rate=1e-5, beta=0.0 if algorithm == "grpo" else 0.05, seed=0)
@@ -126,6 +126,7 @@ def train_rl(model, tokenizer, dataset, reward_fn: Callable[..., Sequence[float]
 # %% ../nbs/44_grpo.ipynb #5ffe5b98
 def main(argv: Sequence[str] | None = None) -> int:
     "Train with GRPO/RLOO from the command line; see `--help`."
+    quiet_third_party()
     from datasets import Dataset
     from transformers import AutoTokenizer
     parser = argparse.ArgumentParser(prog="python -m lcal.grpo", description=main.__doc__)

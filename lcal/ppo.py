@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import get_logger, progress, read_json, read_jsonl, seed_everything, write_json, write_jsonl
+from .core import get_logger, progress, quiet_third_party, read_json, read_jsonl, seed_everything, write_json, write_jsonl
 from .rewards import load_reward_fn
 from .sft import training_attention
 
@@ -482,6 +482,7 @@ def ppo_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     "Train a policy with PPO from the command line; see `--help`."
+    quiet_third_party()
     from transformers import AutoTokenizer
     args = vars(ppo_parser().parse_args(argv))
     config = PPOConfig(**{name: args[name] for name in PPOConfig.__dataclass_fields__})

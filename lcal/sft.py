@@ -18,8 +18,8 @@ from typing import Iterable, Sequence
 
 import torch
 
-from .core import (get_logger, progress, progress_enabled, read_jsonl, seed_everything, stable_hash, write_json,
-                       write_jsonl)
+from .core import (get_logger, process_rank, progress, progress_enabled, quiet_third_party, read_jsonl,
+                       seed_everything, stable_hash, write_json, write_jsonl)
 from .stages import finished_key, run_stage
 
 # %% auto #0
@@ -147,7 +147,8 @@ def trainer_arguments(settings, output_dir: str | Path) -> dict:
                 gradient_accumulation_steps=settings.gradient_accumulation_steps,
                 lr_scheduler_type=settings.lr_scheduler_type, warmup_steps=settings.warmup_steps,
                 weight_decay=settings.weight_decay, logging_steps=settings.logging_steps, seed=settings.seed,
-                activation_checkpointing=False, save_strategy="no", report_to=[], disable_tqdm=True)
+                activation_checkpointing=False, save_strategy="no", report_to=[], disable_tqdm=True,
+                ddp_find_unused_parameters=False)  # every trained parameter takes part in the loss
 
 
 def token_ids(tokenizer, tokens: str) -> list[int]:
@@ -284,6 +285,7 @@ def _read_texts(path: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     "Script entry: `python -m lcal.sft --model M --data rows.jsonl --out DIR [settings flags]`."
+    quiet_third_party()
     from lcal.cli import command_parser
     parser = command_parser("sft", "Supervised fine-tuning on prompt/completion JSONL rows (loss on completions).")
     parser.add_argument("--model", required=True, help="base model: local directory or hub name")
@@ -301,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e: parser.error(str(e))
     rows += replay_rows(texts, args.replay_count, seed=settings.seed)
     out = train_sft(args.model, rows, args.out, settings)
-    print(out)
+    if process_rank() == 0: print(out)
     if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()  # a clean exit for every rank
     return 0
 

@@ -54,9 +54,10 @@ def test_ppo_under_accelerate_launch_two_processes(tiny_word_lm_dir, tmp_path):
 
 def test_grpo_under_accelerate_launch_two_processes(tiny_word_lm_dir, tmp_path):
     prompts = write_prompts(tmp_path / "prompts.jsonl", repeat=2)
-    run_launched("lcal.grpo", ["--model", str(tiny_word_lm_dir), "--dataset", str(prompts),
+    result = run_launched("lcal.grpo", ["--model", str(tiny_word_lm_dir), "--dataset", str(prompts),
                                *reward_args(tiny_word_lm_dir), "--out", str(tmp_path / "grpo"), "--max-steps", "2",
                                "--num-generations", "4", "--batch-size", "4", "--max-completion-length", "6"])
+    assert "find_unused_parameters" not in result.stderr and "Loading weights" not in result.stderr, result.stderr
     rows = read_jsonl(tmp_path / "grpo" / "reward_curve.jsonl")
     assert [row["step"] for row in rows] == [1, 2]
     assert (tmp_path / "grpo" / "model" / "config.json").exists()
@@ -67,8 +68,11 @@ def test_sft_under_accelerate_launch_two_processes(tiny_lm_dir, tmp_path):
     data = write_jsonl(tmp_path / "rows.jsonl", [{"prompt": f"Write about item {i} .", "completion": f"Item {i} is red ."}
                                                   for i in range(16)])
     out = tmp_path / "sft"
-    run_launched("lcal.sft", ["--model", str(tiny_lm_dir), "--data", str(data), "--out", str(out), "--max-steps", "3",
-                              "--per-device-train-batch-size", "2", "--logging-steps", "1"])
+    result = run_launched("lcal.sft", ["--model", str(tiny_lm_dir), "--data", str(data), "--out", str(out),
+                                       "--max-steps", "3", "--per-device-train-batch-size", "2", "--logging-steps", "1"])
+    assert result.stdout.split() == [str(out)]  # the output path once, from the first process
+    assert result.stderr.count("lcal.sft] sft: 16 rows") == 1, result.stderr  # lcal's lines once, not per rank
+    assert "find_unused_parameters" not in result.stderr and "Loading weights" not in result.stderr, result.stderr
     info = read_json(out / "lcal_run.json")
     assert (info["processes"], info["steps"], info["rows"]) == (2, 3, 16)
     assert [row["step"] for row in read_jsonl(out / "loss.jsonl")] == [1, 2, 3]
