@@ -88,6 +88,11 @@ class Evaluation:
     items: pd.DataFrame
     report: dict = field(default_factory=dict)
 
+    @property
+    def scored_items(self) -> pd.DataFrame:
+        "The items the metrics count: all of them, or those no judge failed on if the report excluded failures."
+        return self.items[~self.items.grading_failed] if self.report.get("failures_excluded") else self.items
+
 
 def _as_list(value) -> list:
     return [] if value is None else list(value)
@@ -136,6 +141,7 @@ class MetricSettings:
     lc_compat: bool = False
     n_resamples: int = 10_000
     seed: int = 0
+    exclude_failures: bool = False   # leave items a judge failed on out of the metrics (counted either way)
 
     def __post_init__(self):
         from lcal.metrics import BINNINGS
@@ -150,11 +156,20 @@ class MetricSettings:
 
 
 def _report(method: str, dataset: str, items: pd.DataFrame, metrics: MetricSettings, extra: dict) -> dict:
-    conf, correct = items.confidence.to_numpy(float), items.correct.to_numpy(float)
-    row = {"method": method, "dataset": dataset, **calibration_report(conf, correct, metrics.n_bins, metrics.binning,
-                                                                       metrics.lc_compat, metrics.n_resamples,
-                                                                       metrics.seed)}
-    return {**row, "n_bins": metrics.n_bins, "binning_scheme": metrics.binning, "lc_compat": metrics.lc_compat, **extra}
+    failed = int(items.grading_failed.sum())
+    scored = items[~items.grading_failed] if metrics.exclude_failures else items
+    if failed and not metrics.exclude_failures:
+        log.warning(f"{method} on {dataset}: a judge failed on {failed} of {len(items)} items, graded as wrong at "
+                    "confidence 1; exclude_failures=True (lcal eval --exclude-failures) leaves them out")
+    row = {"method": method, "dataset": dataset, "n": 0}
+    if len(scored):
+        excluded = len(items) - len(scored)
+        metrics.check_items(len(scored), f"{method} ({excluded} judge failures excluded)" if excluded else method)
+        conf, correct = scored.confidence.to_numpy(float), scored.correct.to_numpy(float)
+        row.update(calibration_report(conf, correct, metrics.n_bins, metrics.binning, metrics.lc_compat,
+                                      metrics.n_resamples, metrics.seed))
+    return {**row, "n_bins": metrics.n_bins, "binning_scheme": metrics.binning, "lc_compat": metrics.lc_compat,
+            "failed_items": failed, "failures_excluded": metrics.exclude_failures, **extra}
 
 
 def evaluate_paragraphs(questions, paragraphs, roles: RoleSet, out_dir: str | Path, method: str = "model",
@@ -178,7 +193,8 @@ def evaluate_paragraphs(questions, paragraphs, roles: RoleSet, out_dir: str | Pa
                            lambda: _forecast(items, roles.forecaster, confidence))
     items, key = frame_stage(out_dir, "judge", {"forecast": key, "judge": role_spec(roles.judge)},
                            lambda: _judge(items, roles.judge))
-    extra = {"no_answer": float((items.graded_answer.isna()).mean()),
+    items = items.assign(grading_failed=items.extract_failed | (items.forecast_failures > 0) | items.judge_failed)
+    extra = {"no_answer": float((items.graded_answer.isna() & ~items.grading_failed).mean()),
              "extract_failures": int(items.extract_failed.sum()), "forecast_failures": int(items.forecast_failures.sum()),
              "judge_failures": int(items.judge_failed.sum())}
     report, _ = frame_stage(out_dir, "report", {"judge": key, "method": method, "dataset": dataset, **vars(metrics)},
@@ -227,16 +243,19 @@ def results_table(evaluations: Sequence[Evaluation]) -> pd.DataFrame:
 
 def markdown_table(table: pd.DataFrame) -> str:
     "The headline columns as a Markdown table (metrics as 'estimate [95% CI]')."
-    failures = [c for c in table.columns if c.endswith("_failures")]
+    failures = [c for c in table.columns if c == "failed_items" or c.endswith("_failures")]
     head = ["dataset", "method", "n", "accuracy", "ECE", "Brier", *failures]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, row in table.iterrows():
         metrics = [_with_ci(row, m) if row["n"] else "–" for m in ("accuracy", "ece", "brier")]
-        cells = [row["dataset"], row["method"], str(row["n"]), *metrics,
-                 *[str(int(row[c])) if not pd.isna(row[c]) else "" for c in failures]]
+        counts = ["" if pd.isna(row[c]) else str(int(row[c])) for c in failures]
+        if "failed_items" in failures and row.get("failures_excluded") == True and row["failed_items"] > 0:
+            counts[failures.index("failed_items")] += " (excluded)"
+        cells = [row["dataset"], row["method"], str(row["n"]), *metrics, *counts]
         lines.append("| " + " | ".join(cells) + " |")
-    binning = ", ".join(dict.fromkeys(table.binning.dropna()))
-    return "\n".join(lines) + f"\n\nECE: {binning}; intervals: bootstrap 95% percentile.\n"
+    binning = ", ".join(dict.fromkeys(table.get("binning", pd.Series(dtype=object)).dropna()))
+    return "\n".join(lines) + (f"\n\nECE: {binning}; intervals: bootstrap 95% percentile. failed_items: items a "
+                               "judge failed on, graded as wrong at confidence 1 unless marked excluded.\n")
 
 
 def write_report(evaluations: Sequence[Evaluation], out_dir: str | Path, title: str = "") -> dict[str, Path]:
@@ -253,7 +272,7 @@ def write_report(evaluations: Sequence[Evaluation], out_dir: str | Path, title: 
     first = scored[0].report
     binning = dict(n_bins=int(first["n_bins"]), binning=first["binning_scheme"], lc_compat=bool(first["lc_compat"]))
     for dataset in dict.fromkeys(e.dataset for e in scored):
-        panels = {e.method: (e.items.confidence.to_numpy(float), e.items.correct.to_numpy(float))
+        panels = {e.method: (e.scored_items.confidence.to_numpy(float), e.scored_items.correct.to_numpy(float))
                   for e in scored if e.dataset == dataset}
         paths[f"reliability_{dataset}"] = out_dir / "figures" / f"reliability_{dataset}.png"
         reliability_panels(panels, paths[f"reliability_{dataset}"], title=f"{title} {dataset}".strip(), **binning)
@@ -303,13 +322,14 @@ def evaluate_biographies(texts, decomposer, verifier, out_dir: str | Path, metho
     claims, key = frame_stage(out_dir, "verify", {"claims": key, "verifier": role_spec(verifier)},
                             lambda: _verify(claims, verifier))
     pooled = pool_claims(claims).rename(columns={"supported": "correct"})
+    pooled = pooled.assign(grading_failed=pooled.verify_failed.astype(bool))
     counted = claims[claims.claim.notna()].groupby("text_id").size()
     extra = {"texts": len(texts), "claims_per_text": float(len(pooled) / len(texts)),
              "no_claims": int(len(texts) - len(counted)), "decompose_failures": int(claims.decompose_failed.sum()),
              "verify_failures": int(claims.verify_failed.sum())}
     if pooled.empty:
         log.warning(f"{method} on {dataset}: no claims to evaluate in {len(texts)} texts")
-        return Evaluation(method, dataset, pooled, {"method": method, "dataset": dataset, "n": 0, **extra})
+        return Evaluation(method, dataset, pooled, {"method": method, "dataset": dataset, "n": 0, "failed_items": 0, **extra})
     report, _ = frame_stage(out_dir, "report", {"verify": key, "method": method, "dataset": dataset, **vars(metrics)},
                           lambda: pd.DataFrame([_report(method, dataset, pooled, metrics, extra)]))
     return Evaluation(method, dataset, pooled.reset_index(drop=True), report.iloc[0].to_dict())
@@ -377,6 +397,8 @@ def eval_command(argv: list[str]) -> int:
     parser.add_argument("--binning", default="equal_mass", choices=BINNINGS)
     parser.add_argument("--lc-compat", action="store_true", help="reproduce the LC reference's ECE exactly")
     parser.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples")
+    parser.add_argument("--exclude-failures", action="store_true", help="leave items a judge failed on (an unreadable "
+                        "reply after its re-asks) out of the metrics; they are counted in failed_items either way")
     args = parser.parse_args(argv)
     try:
         source = None
@@ -390,7 +412,8 @@ def eval_command(argv: list[str]) -> int:
         if not models and not given:
             if source is None: raise ValueError("pass --model or --paragraphs (the default model is the world's)")
             models = {"base": f"hf:{source.base_model()}"}
-        metrics = MetricSettings(args.n_bins, args.binning, args.lc_compat, args.resamples, args.seed)
+        metrics = MetricSettings(args.n_bins, args.binning, args.lc_compat, args.resamples, args.seed,
+                                 args.exclude_failures)
         roles = _roles(args.judge, source, args.biographies, args.judge_max_new_tokens)
         params = SamplingParams(temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed)
         out = Path(args.out)

@@ -13,9 +13,16 @@ from typing import Any, Optional
 
 # %% auto #0
 __all__ = ['EXTRACT_ANSWERS', 'FORECAST_PROBABILITY', 'CHECK_EQUIVALENCE', 'DECOMPOSE_CLAIMS', 'WORDS_OF_ESTIMATIVE_PROBABILITY',
-           'VERIFY_CLAIM', 'SUMMARIZE_SAMPLES', 'PromptTemplate', 'find_json', 'parse_answers', 'parse_probability',
-           'format_equivalence_items', 'parse_verdicts', 'hedge_probability', 'parse_claims', 'parse_support',
-           'format_drafts', 'parse_summary']
+           'VERIFY_CLAIM', 'SUMMARIZE_SAMPLES', 'strings_in', 'PromptTemplate', 'find_json', 'parse_answers',
+           'parse_probability', 'format_equivalence_items', 'parse_verdicts', 'hedge_probability', 'parse_claims',
+           'parse_support', 'format_drafts', 'parse_summary']
+
+# %% ../nbs/32_prompts.ipynb #ad227bd3
+def strings_in(value: Any) -> set[str]:
+    "The non-empty strings in a parsed reply (the value itself, list items, dict values; nested), case-folded."
+    if isinstance(value, str): return {" ".join(value.casefold().split())} - {""}
+    parts = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+    return set().union(*(strings_in(v) for v in parts))
 
 # %% ../nbs/32_prompts.ipynb #aa185d5a
 @dataclass(frozen=True)
@@ -38,6 +45,17 @@ class PromptTemplate:
         if unknown: raise ValueError(f"prompt {self.name!r}: unknown field(s) {', '.join(sorted(unknown))}")
         return string.Template(self.text).substitute({k: str(v) for k, v in values.items()})
 
+    @property
+    def example_texts(self) -> set[str]:
+        "The texts of the example reply the template shows: the strings in the JSON objects written in it."
+        decoder, found, end = json.JSONDecoder(), set(), 0
+        for opening in re.finditer(r"\{", self.text):
+            if opening.start() < end: continue                  # inside an example already read
+            try: value, end = decoder.raw_decode(self.text, opening.start())
+            except ValueError: continue                          # a brace that opens no JSON (e.g. `<number>`)
+            found |= strings_in(value)
+        return found
+
 # %% ../nbs/32_prompts.ipynb #a12be5eb
 def find_json(text: str | None, kind: type = dict) -> Optional[Any]:
     "The first JSON value of type `kind` (dict or list) found in `text`, else None."
@@ -46,7 +64,8 @@ def find_json(text: str | None, kind: type = dict) -> Optional[Any]:
     for candidate in (text, text.replace("'", '"')):
         for start in [m.start() for m in re.finditer(re.escape(opener), candidate)]:
             try: value, _ = decoder.raw_decode(candidate, start)
-            except json.JSONDecodeError: continue
+            except ValueError: continue                   # no JSON here, or a number too long to convert
+            except RecursionError: return None            # nested too deeply to read: an unreadable reply
             if isinstance(value, kind): return value
     return None
 
@@ -92,27 +111,33 @@ Based only on the paragraph, what is the probability that the candidate answer i
 states a confidence for it (in words such as "probably" or as a percentage), use that confidence. If the paragraph
 does not mention the candidate, the probability is 0. Reply with JSON only: {"probability": <number between 0 and 1>}""")
 
-_NUMBER = r"(\d+(?:\.\d+)?|\.\d+)\s*(%?)"
-_LABELLED = re.compile(r"probability\W{0,20}" + _NUMBER, re.IGNORECASE)   # "Probability: 85%"
-_ALONE = re.compile(r"\W*" + _NUMBER + r"\W*")                            # "0.7" and nothing else
+_DECIMAL = r"(?:\d+(?:\.\d+)?|\.\d+)"
+_NUMBER = rf"([-+\u2212]?)({_DECIMAL})(?:\s*/\s*({_DECIMAL}))?\s*(%?)"   # sign, number, denominator, percent
+_LABELLED = re.compile(r"probability\W{0,20}?" + _NUMBER, re.IGNORECASE)   # "Probability: 85%", "probability = 1/3"
+_ALONE = re.compile(r"\W*?" + _NUMBER + r"\W*")                            # "0.7" and nothing else
+
+
+def _stated_number(match: re.Match) -> Optional[float]:
+    "The value a `_NUMBER` match states: signed, a fraction divided out, a percentage over 100; None for x/0."
+    sign, number, denominator, percent = match.groups()
+    if denominator is not None and float(denominator) == 0: return None
+    value = float(number) / (float(denominator) if denominator else 1) / (100 if percent else 1)
+    return -value if sign in ("-", "\u2212") else value
 
 
 def parse_probability(reply: str | None) -> Optional[float]:
-    "A probability in [0, 1] from JSON, a 'probability: x' line or a lone number/percentage; else None."
+    "A probability in [0, 1] from JSON, a 'probability: x' line or a lone number/percentage/fraction; else None."
     found = find_json(reply)
     if found is not None and "probability" in found:
-        value, percent = found["probability"], False
+        value = found["probability"]
         if isinstance(value, str):
             match = _ALONE.fullmatch(value)
-            if not match: return None
-            value, percent = match.group(1), bool(match.group(2))
+            value = _stated_number(match) if match else None
+        elif isinstance(value, bool) or not isinstance(value, (int, float)): return None   # true is no probability
     else:
         match = _LABELLED.search(reply or "") or _ALONE.fullmatch(reply or "")
-        if not match: return None
-        value, percent = match.group(1), bool(match.group(2))
-    try: value = float(value) / (100 if percent else 1)
-    except (TypeError, ValueError): return None
-    return value if 0 <= value <= 1 else None
+        value = _stated_number(match) if match else None
+    return float(value) if value is not None and 0 <= value <= 1 else None
 
 # %% ../nbs/32_prompts.ipynb #9af2e182
 CHECK_EQUIVALENCE = PromptTemplate("check_equivalence", """\
@@ -209,12 +234,16 @@ Answer "supported" only if the evidence states the claim or directly implies it;
 Reply with JSON only: {"verdict": "supported"} or {"verdict": "not supported"}""")
 
 
+_LEADING_YES_NO = re.compile(r"\W*(true|false|yes|no)\s*(?:[^\w\s]|$)")   # "No.", "Yes, it is": not "No idea"
+_SUPPORT_WORD = re.compile(r"\b(not supported|unsupported|supported)\b")
+
+
 def parse_support(reply: str | None) -> Optional[bool]:
-    "The first verdict word in the reply: True for supported/true/yes, False for not supported/false/no, else None."
+    "The verdict: a leading yes/no/true/false that stands alone, else the first (not) supported; else None."
     found = find_json(reply)
-    text = str(found.get("verdict", "")) if found is not None else (reply or "")
-    first = re.search(r"\b(not supported|unsupported|supported|true|false|yes|no)\b", text.lower())
-    return None if first is None else first.group(1) in ("supported", "true", "yes")
+    text = (str(found.get("verdict", "")) if found is not None else (reply or "")).lower()
+    verdict = _LEADING_YES_NO.match(text) or _SUPPORT_WORD.search(text)
+    return None if verdict is None else verdict.group(1) in ("supported", "true", "yes")
 
 # %% ../nbs/32_prompts.ipynb #fad33eca
 SUMMARIZE_SAMPLES = PromptTemplate("summarize_samples", """\

@@ -66,6 +66,27 @@ def test_llm_judged_qa_evaluation_follows_the_conventions_and_resumes(judge, tmp
     assert backend.calls - calls == 2                  # 3 graded answers in batches of 2, no extraction/forecast calls
 
 
+def test_judge_failures_are_counted_apart_and_can_be_left_out(judge, tmp_path):
+    "Issue 15.8: Cleo's unreadable judge replies are failed items, not non-answers, and can be left out of the metrics."
+    _, roles = judge
+    kept = evaluate_paragraphs(question_rows(), PARAGRAPHS, roles, tmp_path, "lc", "toy",
+                               metrics=MetricSettings(n_resamples=200))
+    assert (kept.report["n"], kept.report["failed_items"], kept.report["failures_excluded"]) == (6, 2, False)
+    assert kept.report["no_answer"] == pytest.approx(1 / 6)       # Bram's year only: the judge failures are apart
+    assert kept.report["accuracy"] == pytest.approx(2 / 6) and len(kept.scored_items) == 6
+    left_out = evaluate_paragraphs(question_rows(), PARAGRAPHS, roles, tmp_path, "lc", "toy",
+                                   metrics=MetricSettings(n_resamples=200, exclude_failures=True))
+    assert (left_out.report["n"], left_out.report["failed_items"]) == (4, 2)
+    assert left_out.report["accuracy"] == pytest.approx(2 / 4)
+    assert sorted(left_out.scored_items.question_id) == ["0-city", "0-year", "1-city", "1-year"]  # non-answer kept
+    md = (tmp_path / "report" / "table.md")
+    write_report([kept, left_out], tmp_path / "report")
+    lines = md.read_text().splitlines()
+    assert lines[0].split(" | ")[6] == "failed_items"
+    assert "| toy | lc | 6 |" in lines[2] and "| 2 | 2 | 0 | 0 |" in lines[2]
+    assert "| toy | lc | 4 |" in lines[3] and "| 2 (excluded) |" in lines[3]
+
+
 def test_non_confidence_method_has_ece_one_minus_accuracy(judge, tmp_path):
     _, roles = judge
     ev = evaluate_paragraphs(question_rows(), PARAGRAPHS, roles, tmp_path, "plain", "toy", confidence=False,
@@ -149,6 +170,9 @@ def test_lcal_eval_command_end_to_end_with_an_unparseable_judge(tiny_lm_dir, tmp
     calls.clear()
     assert eval_command(argv) == 0                       # a rerun of a finished evaluation: no model calls at all
     assert calls == [] and "judge requests: 0" in capsys.readouterr().out
+    assert eval_command(argv + ["--exclude-failures"]) == 0  # every item is a judge failure: none left to score
+    assert calls == [] and "| questions | tiny | 0 | – | – | – | 6 (excluded) |" in capsys.readouterr().out
+    assert pd.read_csv(tmp_path / "out" / "table.csv").failed_items[0] == 6
 
 
 def test_lcal_eval_refuses_impossible_binning_before_any_model_or_judge_call(tiny_lm_dir, tmp_path, capsys,

@@ -1,6 +1,9 @@
-"""LLM roles built by `build_roles` on an API backend, through the real SDK clients, against the local fake server."""
+"""LLM roles built by `build_roles` on an API backend, through the real SDK clients, against the local fake server;
+and the README's account of which LLM roles exist and where."""
 import json
 import re
+from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +86,81 @@ def test_build_roles_on_an_api_backend(tmp_path):
         with pytest.raises(ValueError, match="missing role.*verifier"): roles.need("verifier")
         assert build_roles("openai:judge-model", base_url=server.url + "/v1", cache=False,
                            knowledge=lambda topic, claim: []).verifier is not None
+
+
+DEEP = '{"answers": ' + "[" * 100_000 + "]" * 100_000 + "}"      # nested far deeper than Python's recursion limit
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_deeply_nested_reply_is_unreadable_and_a_rerun_on_its_cache_recovers(kind, tmp_path):
+    "Issue 15.2: the nested reply raised RecursionError, and, cached, crashed every rerun."
+    asked = Counter()
+
+    def respond(body):
+        prompt = last_user_text(body["messages"])
+        asked[prompt] += 1
+        return DEEP if asked[prompt] == 1 else json.dumps({"answers": ["Qorvath"]})
+
+    with FakeLLMServer(respond=respond) as server:
+        first = roles_on(kind, server, tmp_path, max_reasks=0).extractor       # caches the nested reply, no re-ask
+        assert first.extract(["Where was Ada born?"], [PARAGRAPH]) == [None]
+        assert (first.failures, server.requests) == (1, 1)
+        rerun = roles_on(kind, server, tmp_path, max_reasks=2).extractor       # same cache: reads it, then re-asks
+        assert rerun.extract(["Where was Ada born?"], [PARAGRAPH]) == [["Qorvath"]]
+        assert (rerun.failures, rerun.reasks, server.requests) == (0, 1, 2)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_reply_copying_the_templates_example_is_unreadable(kind, tmp_path):
+    "Issue 15.14: a small model answering with the format's own example answers is re-asked, then a failure."
+    example = json.dumps({"answers": ["first answer", "second answer"]})
+    with FakeLLMServer(respond=lambda body: example) as server:
+        extractor = roles_on(kind, server, tmp_path).extractor
+        assert extractor.extract(["Where was Ada born?"], [PARAGRAPH]) == [None]
+        assert (extractor.failures, extractor.reasks, server.requests) == (1, 2, 3)
+
+
+def test_forecasts_and_verdicts_are_read_or_refused_never_guessed(tmp_path):
+    "Issue 15.7: a negative number, a fraction, a JSON true and 'no idea' were read as 0.3, 1.0, 1.0 and False."
+    replies = {"Ada": "Probability: -0.3", "Bram": "Probability: 1/3", "Cleo": '{"probability": true}'}
+
+    def respond(body):
+        prompt = last_user_text(body["messages"])
+        if prompt.startswith("Decide whether"): return "I have no idea, sorry"
+        return next(reply for name, reply in replies.items() if name in prompt)
+
+    with FakeLLMServer(respond=respond) as server:
+        roles = roles_on("openai", server, tmp_path, max_reasks=0, knowledge=lambda topic, claim: ["Ada was born."])
+        forecasts = roles.forecaster.forecast(["Where?"] * 3, [f"{name} was born in Qorvath." for name in replies],
+                                              ["Qorvath"] * 3)
+        assert forecasts[0] is None and forecasts[1] == pytest.approx(1 / 3) and forecasts[2] is None
+        assert roles.verifier.verify(["Ada"], ["Ada was born in Qorvath."]) == [None]
+        assert (roles.forecaster.failures, roles.verifier.failures) == (2, 1)
+
+
+def llm_role_modules() -> dict[str, set[str]]:
+    "The modules of lcal defining LLM-prompted roles, with the role interfaces their classes implement (from source)."
+    import lcal.roles
+    interfaces = {name for name in lcal.roles.__all__ if name not in ("Role", "Claim")}
+    found = {}
+    for path in Path(lcal.roles.__file__).parent.glob("*.py"):
+        for bases in re.findall(r"^class \w+\(LLMJudge, (\w+)\):", path.read_text(), re.M):
+            assert bases in interfaces
+            found.setdefault(path.stem, set()).add(bases)
+    return found
+
+
+def test_the_readme_and_the_roles_notebook_name_the_llm_roles_that_exist():
+    "Issue 15.16: the README said lcal.llm_roles had the rating and ranking judges; they live in lcal.feedback_judges."
+    import lcal.roles
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    modules = llm_role_modules()
+    assert modules["feedback_judges"] == {"RatingJudge", "RankingJudge"}
+    assert modules["confidence_scoring"] == {"QuestionWriter"}
+    assert "RatingJudge" not in modules["llm_roles"] and "Summarizer" in modules["llm_roles"]
+    implemented = set().union(*modules.values())
+    assert implemented == {n for n in lcal.roles.__all__ if n not in ("Role", "Claim", "Entailer")}  # all but Entailer
+    sentence = readme[readme.index("The LLM-prompted roles run"):].split("\n\n")[0]
+    for module in modules: assert f"`lcal.{module}`" in sentence, module
+    named = re.findall(r"`lcal\.(\w+)`", readme)
+    assert all((Path(lcal.roles.__file__).parent / f"{m}.py").exists() for m in named)
