@@ -12,10 +12,12 @@ from pathlib import Path
 
 import nbformat
 
-from .core import progress, read_json, stable_hash, write_json
+from .core import get_logger, progress, progress_enabled, read_json, stable_hash, write_json
+
+log = get_logger("batch")
 
 # %% auto #0
-__all__ = ['RECORD_MIME', 'record', 'recorded', 'BatchRun', 'read_batch', 'execute', 'summary_table', 'run_batch',
+__all__ = ['log', 'RECORD_MIME', 'record', 'recorded', 'BatchRun', 'read_batch', 'execute', 'summary_table', 'run_batch',
            'batch_command']
 
 # %% ../nbs/90_batch.ipynb #cca387e3
@@ -114,19 +116,23 @@ def execute(run: BatchRun, out: str | Path, kernel: str = "python3") -> dict:
     status_file, key = directory / "batch.json", run.key()
     if status_file.exists():
         previous = read_json(status_file)
-        if previous["key"] == key and previous["status"] == "finished": return {**previous, "status": "reused"}
+        if previous["key"] == key and previous["status"] == "finished":
+            log.info("%s: finished before, reused", run.name)
+            return {**previous, "status": "reused"}
     directory.mkdir(parents=True, exist_ok=True)
     executed = directory / run.notebook.name
     start, error = time.perf_counter(), None
+    log.info("%s: running %s with %s", run.name, run.notebook.name, run.parameters or "its defaults")
     try:
         papermill.execute_notebook(str(run.notebook), str(executed), parameters=run.parameters, kernel_name=kernel, language="python",
-                                   cwd=str(directory), progress_bar=False,
+                                   cwd=str(directory), progress_bar=progress_enabled(),
                                    kernel_manager_class=_quiet_kernel_manager())
     except Exception as e: error = _failure(run.notebook, e)
     row = {"name": run.name, "notebook": str(run.notebook), "parameters": run.parameters, "key": key,
            "status": "failed" if error else "finished", "seconds": round(time.perf_counter() - start, 1),
            "record": recorded(executed) if executed.exists() else {}, "error": error}
     write_json(status_file, row)
+    log.info("%s: %s in %.0f s%s", run.name, row["status"], row["seconds"], f" ({error})" if error else "")
     return row
 
 # %% ../nbs/90_batch.ipynb #a6fad76c
