@@ -56,6 +56,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "feedback": ("lcal.feedback:feedback_command", "sparse feedback: ratings vs rankings, a reward model each, best-of-n win rates"),
     "facttune": ("lcal.facttune:facttune_command", "FactTune: FactScore and model-confidence rewards, preference pairs, DPO"),
     "runs": ("lcal.stages:runs_command", "the stages below a run directory: finished or partial, key, seconds"),
+    "cache": ("lcal.request_cache:cache_command", "the request cache: count, list or remove entries by model, stage or key"),
 }
 
 
