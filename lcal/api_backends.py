@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import os
 import random
 import time
@@ -18,8 +19,9 @@ from .core import SetupError, get_logger, progress
 from .request_cache import RequestCache
 
 # %% auto #0
-__all__ = ['RETRYABLE_STATUS', 'MissingAPIKey', 'APIRequestError', 'retry_after_seconds', 'backoff_seconds', 'classify_error',
-           'run_coroutine', 'APIBackend', 'as_messages', 'OpenAIBackend', 'AnthropicBackend']
+__all__ = ['RETRYABLE_STATUS', 'ABORT_STATUS', 'MissingAPIKey', 'APIRequestError', 'retry_after_seconds', 'backoff_seconds',
+           'retry_wait', 'mask_secret', 'classify_error', 'run_coroutine', 'MalformedReply', 'RequestFailed',
+           'APIBackend', 'as_messages', 'OpenAIBackend', 'anthropic_sampling', 'AnthropicBackend']
 
 # %% ../nbs/12_api_backends.ipynb #b0d9e3b4
 class MissingAPIKey(SetupError, RuntimeError):
@@ -48,21 +50,35 @@ def backoff_seconds(attempt: int, base: float, cap: float, rng: random.Random) -
     "Exponential backoff with jitter: uniform in [½, 1] × min(cap, base × 2^(attempt-1))."
     return min(cap, base * 2 ** (attempt - 1)) * rng.uniform(0.5, 1.0)
 
+
+def retry_wait(attempt: int, asked: Optional[float], base: float, cap: float, rng: random.Random) -> float:
+    "Seconds before the next attempt: the backoff, or what the server asked for if that is longer."
+    return max(asked or 0.0, backoff_seconds(attempt, base, cap, rng))
+
 # %% ../nbs/12_api_backends.ipynb #83240dad
 RETRYABLE_STATUS = {408, 429}
+ABORT_STATUS = {401, 403, 404}  # the key, its permissions or the model: every request of the batch would fail alike
 
 
-def classify_error(sdk, error: Exception) -> tuple[bool, Optional[float], str]:
-    "`(retryable, seconds the server asked to wait, one-line description)` for an SDK exception."
+def mask_secret(text: str, secret: str) -> str:
+    "`text` with every occurrence of `secret` replaced by `***`."
+    return text.replace(secret, "***") if secret else text
+
+
+def classify_error(sdk, error: Exception, secret: str = "") -> tuple[str, Optional[float], str]:
+    """`(action, seconds the server asked to wait, one-line description)` for an SDK exception; the action is
+    "retry", "fail" (this request) or "abort" (the batch), and `secret` never appears in the description."""
     if isinstance(error, sdk.APIStatusError):
         status = error.status_code
-        retryable = status in RETRYABLE_STATUS or status >= 500
+        action = "retry" if status in RETRYABLE_STATUS or status >= 500 else \
+            "abort" if status in ABORT_STATUS else "fail"
         body = error.body if isinstance(error.body, dict) else {}
         message = body.get("message") or (body.get("error") or {}).get("message") or str(error)
-        message = str(message).splitlines()[0][:300]
-        return retryable, retry_after_seconds(error.response.headers), f"HTTP {status}: {message}"
-    if isinstance(error, sdk.APITimeoutError): return True, None, "request timed out"
-    if isinstance(error, sdk.APIConnectionError): return True, None, f"connection error ({error.__cause__ or error})"
+        message = mask_secret(str(message), secret).splitlines()[0][:300]
+        return action, retry_after_seconds(error.response.headers), f"HTTP {status}: {message}"
+    if isinstance(error, sdk.APITimeoutError): return "retry", None, "request timed out"
+    if isinstance(error, sdk.APIConnectionError):
+        return "retry", None, mask_secret(f"connection error ({error.__cause__ or error})", secret)
     raise error
 
 # %% ../nbs/12_api_backends.ipynb #c1a20ed7
@@ -73,15 +89,28 @@ def run_coroutine(coro):
     with ThreadPoolExecutor(1) as pool: return pool.submit(asyncio.run, coro).result()
 
 # %% ../nbs/12_api_backends.ipynb #acf2b99f
+class MalformedReply(Exception):
+    "A 200 reply that cannot be read as a completion (not JSON, no choices or content): retried like a 5xx."
+
+
+class RequestFailed(Exception):
+    "One request failed for good in this round; `retryable` says whether another round may help."
+    def __init__(self, message: str, retryable: bool):
+        super().__init__(message)
+        self.retryable = retryable
+
+
 class APIBackend(Backend):
     "A chat API reached through an official async SDK, with concurrency limit, retries, cache and ledger."
     sdk_name: str = ""
     key_env: str = ""
+    base_url_env: str = ""      # the SDK's variable naming another endpoint
+    default_base_url: str = ""  # the provider's endpoint
 
     def __init__(self, model: str, *, base_url: Optional[str] = None, concurrency: int = 16, max_attempts: int = 6,
                  backoff_base: float = 1.0, backoff_max: float = 60.0, timeout: float = 120.0,
                  api_key_env: Optional[str] = None, extra_body: Optional[dict] = None,
-                 cache: Union[bool, RequestCache, None] = True, jitter_seed: int = 0):
+                 cache: Union[bool, RequestCache, None] = True, jitter_seed: Optional[int] = None):
         env = api_key_env or self.key_env
         if not os.environ.get(env):
             raise MissingAPIKey(f"{self.kind}:{model}: set the environment variable {env} to your API key "
@@ -89,60 +118,110 @@ class APIBackend(Backend):
         if concurrency < 1 or max_attempts < 1: raise ValueError("concurrency and max_attempts must be >= 1")
         super().__init__(model, cache=cache)
         self.sdk = __import__(self.sdk_name)
-        self.key_var, self.base_url, self.timeout = env, base_url, timeout
+        self.key_var, self.base_url, self.timeout = env, self.endpoint(base_url), timeout
         self.concurrency, self.max_attempts = concurrency, max_attempts
         self.backoff_base, self.backoff_max = backoff_base, backoff_max
         self.extra_body = dict(extra_body or {})
-        self._rng = random.Random(jitter_seed)
+        self._rng = random.Random(jitter_seed)  # None: seeded from the OS, so workers do not retry in lockstep
         self.log = get_logger(f"api.{self.kind}")
 
-    def cache_scope(self) -> dict:
-        return {**super().cache_scope(), "base_url": self.base_url, "extra_body": self.extra_body}
+    @classmethod
+    def endpoint(cls, base_url: Optional[str] = None) -> str:
+        "The server's URL: `base_url`, else the SDK's environment variable, else the provider's; no trailing `/`."
+        return (base_url or os.environ.get(cls.base_url_env) or cls.default_base_url).rstrip("/")
+
+    @classmethod
+    def scope_of(cls, name: str, base_url: Optional[str] = None, extra_body: Optional[dict] = None, **kwargs) -> dict:
+        return {**super().scope_of(name), "base_url": cls.endpoint(base_url), "extra_body": dict(extra_body or {})}
+
+    def cache_scope(self) -> dict: return self.scope_of(self.model_name, self.base_url, self.extra_body)
+
+    def sent_prompt(self, prompt: Prompt) -> list[dict]: return as_messages(prompt)
 
     def _complete(self, requests, params, record):
-        run_coroutine(self._complete_all(requests, params, record))
+        return run_coroutine(self._complete_all(requests, params, record))
 
-    async def _complete_all(self, requests, params, record):
+    async def _complete_all(self, requests, params, record) -> dict[int, str]:
+        """Send every request; send those that exhausted their attempts once more after all the others. Returns the
+        requests that failed for good, `{position: error}`; a 401/403/404 raises `APIRequestError` at once."""
         client = self._client()
         limit = asyncio.Semaphore(self.concurrency)
         bar = progress(total=len(requests), desc=f"{self.kind}:{self.model_name}", unit="req")
+        failed: dict[int, RequestFailed] = {}
 
-        async def one(position: int, request: Request):
-            async with limit: completion = await self._send_with_retries(client, request, params)
+        async def one(position: int):
+            async with limit:
+                try: completion = await self._send_with_retries(client, requests[position], params)
+                except RequestFailed as e:
+                    failed[position] = e
+                    return
             record(position, completion)
             bar.update(1)
 
-        tasks = [asyncio.ensure_future(one(j, r)) for j, r in enumerate(requests)]
-        try: await asyncio.gather(*tasks)
-        except BaseException:  # one request failed for good: stop the others, keep what is already cached
-            for t in tasks: t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        async def send(positions):
+            tasks = [asyncio.ensure_future(one(j)) for j in positions]
+            try: await asyncio.gather(*tasks)
+            except BaseException:  # the batch is aborted: stop the others, keep what is already recorded
+                for t in tasks: t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
+
+        try:
+            await send(range(len(requests)))
+            again = [j for j, e in failed.items() if e.retryable]
+            if again:
+                self.log.info("%d requests exhausted their attempts; sending them once more", len(again))
+                for j in again: del failed[j]
+                await send(again)
+                for j in again:
+                    if j in failed and failed[j].retryable:
+                        failed[j] = RequestFailed(f"gave up after 2 rounds of {self.max_attempts} attempts; {failed[j]}",
+                                                  True)
         finally:
             bar.close()
             await client.close()
+        return {j: str(e) for j, e in failed.items()}
 
     async def _send_with_retries(self, client, request: Request, params: SamplingParams) -> Completion:
+        "One request with up to `max_attempts` attempts; `RequestFailed` when it fails for good."
+        secret = os.environ.get(self.key_var, "")
         for attempt in range(1, self.max_attempts + 1):
             try: return await self._send(client, request, params)
             except (self.sdk.APIStatusError, self.sdk.APIConnectionError) as e:
-                retryable, asked, what = classify_error(self.sdk, e)
-                if not retryable: raise APIRequestError(f"{self.kind}:{self.model_name}: {what}") from None
-                if attempt == self.max_attempts:
-                    raise APIRequestError(f"{self.kind}:{self.model_name}: gave up after {attempt} attempts; "
-                                          f"last error {what}") from None
-                wait = asked if asked is not None else backoff_seconds(attempt, self.backoff_base, self.backoff_max,
-                                                                       self._rng)
-                self.ledger.retries += 1
-                self.log.debug("retry %d after %.2fs: %s", attempt, wait, what)
-                await asyncio.sleep(wait)
+                action, asked, what = classify_error(self.sdk, e, secret)
+            except MalformedReply as e: action, asked, what = "retry", None, mask_secret(str(e), secret)
+            if action == "abort": raise APIRequestError(f"{self.kind}:{self.model_name}: {what}") from None
+            if action == "fail": raise RequestFailed(what, retryable=False)
+            if attempt == self.max_attempts: raise RequestFailed(f"last error {what}", retryable=True)
+            wait = retry_wait(attempt, asked, self.backoff_base, self.backoff_max, self._rng)
+            self.ledger.retries += 1
+            self.log.debug("retry %d after %.2fs: %s", attempt, wait, what)
+            await asyncio.sleep(wait)
+
+    async def _send(self, client, request: Request, params: SamplingParams) -> Completion:
+        "One attempt: send the request and read the reply; a reply that cannot be read is a `MalformedReply`."
+        try: response = await self._request(client, request, params)
+        except (json.JSONDecodeError, self.sdk.APIResponseValidationError) as e:
+            raise MalformedReply(f"malformed reply: not the JSON expected ({type(e).__name__})") from None
+        try: return self._read(response, params)
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as e:
+            raise MalformedReply(f"malformed reply: {type(e).__name__}: {e}"[:300]) from None
+
+    def _tokens(self, usage, input_field: str, output_field: str) -> tuple[int, int]:
+        "Input and output token counts of a reply's `usage`; (0, 0), counted in the ledger, when it has none."
+        if usage is None:
+            self.ledger.usage_missing += 1
+            return 0, 0
+        return getattr(usage, input_field) or 0, getattr(usage, output_field) or 0
 
     def _client_kwargs(self) -> dict:
         return dict(api_key=os.environ[self.key_var], base_url=self.base_url, max_retries=0, timeout=self.timeout)
 
     def _client(self): raise NotImplementedError
 
-    async def _send(self, client, request: Request, params: SamplingParams) -> Completion: raise NotImplementedError
+    async def _request(self, client, request: Request, params: SamplingParams): raise NotImplementedError
+
+    def _read(self, response, params: SamplingParams) -> Completion: raise NotImplementedError
 
 # %% ../nbs/12_api_backends.ipynb #3a4c7d0f
 def as_messages(prompt: Prompt) -> list[dict]:
@@ -154,40 +233,55 @@ def as_messages(prompt: Prompt) -> list[dict]:
 class OpenAIBackend(APIBackend):
     "OpenAI Chat Completions, or any OpenAI-compatible server via `base_url`."
     kind, sdk_name, key_env = "openai", "openai", "OPENAI_API_KEY"
+    base_url_env, default_base_url = "OPENAI_BASE_URL", "https://api.openai.com/v1"
 
     def _client(self): return self.sdk.AsyncOpenAI(**self._client_kwargs())
 
-    async def _send(self, client, request, params):
-        body = dict(self.extra_body, **({"top_k": params.top_k} if params.top_k else {}))
-        response = await client.chat.completions.create(
+    async def _request(self, client, request, params):
+        body = {**({"top_k": params.top_k} if params.top_k else {}), **self.extra_body}
+        return await client.chat.completions.create(
             model=self.model_name, messages=as_messages(request.prompt), temperature=params.temperature,
             top_p=params.top_p, max_completion_tokens=params.max_new_tokens, stop=params.stop[:4] or None,
             seed=None if params.seed is None else params.seed + request.index,
             logprobs=params.logprobs or None, extra_body=body or None)
+
+    def _read(self, response, params):
         choice = response.choices[0]
         text, hit_stop = truncate_at_stop(choice.message.content or "", params.stop)
         logprobs = [t.logprob for t in choice.logprobs.content] if params.logprobs and choice.logprobs else None
-        usage = response.usage
-        return Completion(text=text, prompt_tokens=usage.prompt_tokens if usage else 0,
-                          completion_tokens=usage.completion_tokens if usage else 0, logprobs=logprobs,
-                          model=response.model, finish_reason="stop" if hit_stop else (choice.finish_reason or "stop"))
+        prompt_tokens, completion_tokens = self._tokens(response.usage, "prompt_tokens", "completion_tokens")
+        return Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                          logprobs=logprobs, model=response.model,
+                          finish_reason="stop" if hit_stop else (choice.finish_reason or "stop"))
 
 # %% ../nbs/12_api_backends.ipynb #1b13aedc
+def anthropic_sampling(params: SamplingParams) -> dict:
+    "The sampling settings of an Anthropic request body: each one that differs from the API's default."
+    return {**({"temperature": params.temperature} if params.temperature != 1 else {}),
+            **({"top_p": params.top_p} if params.top_p < 1 else {}),
+            **({"top_k": params.top_k} if params.top_k > 0 else {})}
+
+
 class AnthropicBackend(APIBackend):
     "Anthropic Messages API."
     kind, sdk_name, key_env = "anthropic", "anthropic", "ANTHROPIC_API_KEY"
+    base_url_env, default_base_url = "ANTHROPIC_BASE_URL", "https://api.anthropic.com"
 
     def _client(self): return self.sdk.AsyncAnthropic(**self._client_kwargs())
 
-    async def _send(self, client, request, params):
+    async def _request(self, client, request, params):
         messages = as_messages(request.prompt)
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
-        response = await client.messages.create(
+        body = {**anthropic_sampling(params), **self.extra_body}
+        return await client.messages.create(
             model=self.model_name, max_tokens=params.max_new_tokens,
-            messages=[m for m in messages if m["role"] != "system"], stop_sequences=params.stop or None,
-            **({"system": system} if system else {}), extra_body=self.extra_body or None)
+            messages=[m for m in messages if m["role"] != "system"],
+            **({"stop_sequences": params.stop} if params.stop else {}), **({"system": system} if system else {}),
+            extra_body=body or None)
+
+    def _read(self, response, params):
         text = "".join(block.text for block in response.content if block.type == "text")
         text, _ = truncate_at_stop(text, params.stop)
-        return Completion(text=text, prompt_tokens=response.usage.input_tokens,
-                          completion_tokens=response.usage.output_tokens, model=response.model,
+        input_tokens, output_tokens = self._tokens(response.usage, "input_tokens", "output_tokens")
+        return Completion(text=text, prompt_tokens=input_tokens, completion_tokens=output_tokens, model=response.model,
                           finish_reason="length" if response.stop_reason == "max_tokens" else "stop")

@@ -5,6 +5,7 @@
 # %% ../nbs/10_backends.ipynb #1300ab5c
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import os
@@ -13,11 +14,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional, Sequence, Union
 
 from .core import progress, require
-from .request_cache import Ledger, RequestCache, request_key
+from .request_cache import Ledger, RequestCache, current_stage, request_key
 
 # %% auto #0
-__all__ = ['Prompt', 'BACKENDS', 'SamplingParams', 'Completion', 'truncate_at_stop', 'Request', 'check_prompts', 'Backend',
-           'get_backend', 'pick_device', 'pick_dtype', 'pick_attention', 'looks_like_path', 'check_model_path',
+__all__ = ['Prompt', 'BACKENDS', 'WHOLE_FILE_HASH_BYTES', 'SamplingParams', 'Completion', 'truncate_at_stop', 'Request',
+           'check_prompts', 'GenerationError', 'Backend', 'backend_class', 'get_backend', 'backend_scope',
+           'pick_device', 'pick_dtype', 'pick_attention', 'looks_like_path', 'check_model_path', 'file_fingerprint',
            'weights_fingerprint', 'load_causal_lm', 'format_prompt', 'HFBackend', 'VLLMBackend']
 
 # %% ../nbs/10_backends.ipynb #4cac73b7
@@ -36,9 +38,12 @@ class SamplingParams:
     seed: Optional[int] = 0
     logprobs: bool = False
 
-    def __post_init__(self):
+    def __post_init__(self):  # one canonical form, so equal settings give equal cache keys
         if isinstance(self.stop, str): self.stop = [self.stop]
-        self.stop = [s for s in self.stop if s]
+        self.stop = sorted({s for s in self.stop if s})  # the order and repeats of stop strings change nothing
+        self.temperature, self.top_p = float(self.temperature), float(self.top_p)  # `1` and `1.0` are one setting
+        self.n, self.top_k, self.max_new_tokens = int(self.n), int(self.top_k), int(self.max_new_tokens)
+        if self.seed is not None: self.seed = int(self.seed)
         if self.n < 1: raise ValueError(f"SamplingParams.n must be >= 1, got {self.n}")
         if self.temperature < 0: raise ValueError(f"SamplingParams.temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1: raise ValueError(f"SamplingParams.top_p must be in (0, 1], got {self.top_p}")
@@ -85,6 +90,24 @@ def check_prompts(prompts: Sequence[Prompt]) -> None:
                          f"got {str(p)[:60]!r}")
 
 
+class GenerationError(RuntimeError):
+    """Some requests of a `generate` call failed for good; raised after every other request was answered (and cached).
+    `failed` maps `(prompt index, sample index)` to the last error; `completions` is the result, None where failed."""
+    def __init__(self, message: str, failed: dict[tuple[int, int], str], completions: list[list[Optional["Completion"]]]):
+        super().__init__(message)
+        self.failed, self.completions = failed, completions
+
+
+def _failure_message(backend: str, failed: dict[tuple[int, int], str], total: int, cached: bool) -> str:
+    "One line: how many requests failed, which prompts, the first error, and what the others became."
+    prompts = list(dict.fromkeys(i for i, _ in failed))
+    (i, s), error = next(iter(failed.items()))
+    listed = ", ".join(map(str, prompts[:10])) + (" …" if len(prompts) > 10 else "")
+    rest = total - len(failed)
+    return (f"{backend}: {len(failed)} of {total} requests failed (prompts {listed}; prompt {i} sample {s}: {error}); "
+            f"the other {rest} were answered" + (" and cached: a rerun sends only the failed ones" if cached else ""))
+
+
 class Backend(ABC):
     "Base of all backends: `generate(prompts, params)` with request caching and a ledger."
     kind = "base"
@@ -95,44 +118,61 @@ class Backend(ABC):
         self.ledger = Ledger(backend=f"{self.kind}:{model_name}")
         self.weights: Optional[str] = None  # a local model's weights fingerprint, set by backends that have one
 
+    @classmethod
+    def scope_of(cls, name: str, **kwargs) -> dict:
+        "The identity of the backend `cls(name, **kwargs)` would be, without building it: its kind and model."
+        return {"backend": cls.kind, "model": name}
+
     def cache_scope(self) -> dict:
         "What, besides prompt, settings and sample index, separates cache entries: backend kind, model (and weights)."
         return {"backend": self.kind, "model": self.model_name, **({"weights": self.weights} if self.weights else {})}
 
+    def sent_prompt(self, prompt: Prompt) -> Prompt:
+        "The prompt as this backend sends it (API backends send text as one user message): what its cache key holds."
+        return prompt
+
     def request_keys(self, requests: list[Request], params: SamplingParams) -> list[str]:
         "The cache key of each request."
         scope = request_key(**self.cache_scope(), params=params.settings())
-        return [request_key(scope=scope, prompt=r.prompt, index=r.index) for r in requests]
+        return [request_key(scope=scope, prompt=self.sent_prompt(r.prompt), index=r.index) for r in requests]
 
     def generate(self, prompts: Sequence[Prompt], params: Optional[SamplingParams] = None) -> list[list[Completion]]:
-        "For each prompt, `params.n` completions."
+        "For each prompt, `params.n` completions; a `GenerationError` at the end if some requests failed for good."
         params = params or SamplingParams()
         check_prompts(prompts)
         requests = [Request(p, i) for p in prompts for i in range(params.n)]
-        results: list[Optional[Completion]] = [None] * len(requests)
-        keys = self.request_keys(requests, params) if self.cache is not None else []
+        keys = self.request_keys(requests, params)
+        done: dict[str, Completion] = {}
         if self.cache is not None:
-            hits = self.cache.get_many(keys)
-            for j, key in enumerate(keys):
-                if key in hits: results[j] = Completion(**hits[key])
-            self.ledger.cache_hits += len(hits)
-        todo = [j for j, r in enumerate(results) if r is None]
+            done = {k: Completion(**v) for k, v in self.cache.get_many(set(keys)).items()}
+            self.ledger.cache_hits += sum(k in done for k in keys)
+        first: dict[str, int] = {}  # each missing request once, at its first position
+        for j, key in enumerate(keys):
+            if key not in done: first.setdefault(key, j)
+        todo, label, stage = list(first.values()), f"{self.kind}:{self.model_name}", current_stage()
 
         def record(position: int, completion: Completion) -> None:
-            j = todo[position]
-            results[j] = completion
+            key = keys[todo[position]]
+            done[key] = completion
             self.ledger.add_usage(completion.model, completion.prompt_tokens, completion.completion_tokens)
-            if self.cache is not None: self.cache.put(keys[j], asdict(completion))
+            if self.cache is not None: self.cache.put(key, asdict(completion), model=label, stage=stage)
 
-        if todo: self._complete([requests[j] for j in todo], params, record)
-        missing = [j for j in todo if results[j] is None]
-        if missing: raise RuntimeError(f"{self.kind}:{self.model_name}: {len(missing)} requests got no completion")
-        return [results[i * params.n:(i + 1) * params.n] for i in range(len(prompts))]
+        errors = (self._complete([requests[j] for j in todo], params, record) or {}) if todo else {}
+        errors = {keys[todo[position]]: error for position, error in errors.items()}
+        missing = [k for k in keys if k not in done and k not in errors]
+        if missing: raise RuntimeError(f"{label}: {len(missing)} requests got no completion")
+        results = [done.get(k) for k in keys]
+        grouped = [results[i * params.n:(i + 1) * params.n] for i in range(len(prompts))]
+        if errors:
+            failed = {divmod(j, params.n): errors[k] for j, k in enumerate(keys) if k in errors}
+            raise GenerationError(_failure_message(label, failed, len(requests), self.cache is not None), failed, grouped)
+        return grouped
 
     @abstractmethod
     def _complete(self, requests: list[Request], params: SamplingParams,
-                  record: Callable[[int, Completion], None]) -> None:
-        "Generate every request; call `record(position, completion)` for each as soon as it is done."
+                  record: Callable[[int, Completion], None]) -> Optional[dict[int, str]]:
+        """Generate every request; call `record(position, completion)` for each as soon as it is done. Return the
+        requests that failed for good as `{position: error}` (or None when every request was recorded)."""
 
     def __repr__(self): return f"{type(self).__name__}({self.kind}:{self.model_name})"
 
@@ -145,15 +185,29 @@ BACKENDS: dict[str, str] = {
 }
 
 
-def get_backend(spec: str, **kwargs) -> Backend:
-    "Build the backend named by `spec` (`hf:<name-or-path>`, `vllm:…`, `openai:<model>`, `anthropic:<model>`)."
+def backend_class(spec: str) -> tuple[type, str]:
+    "The backend class and the model name that `spec` names."
     kind, sep, name = str(spec).partition(":")
     if not sep or kind not in BACKENDS or not name:
         raise ValueError(f"unknown backend spec {spec!r}; expected one of "
                          + ", ".join(f"{k}:<{'model' if k in ('openai', 'anthropic') else 'name-or-path'}>"
                                      for k in BACKENDS))
     module, cls = BACKENDS[kind].split(":")
-    return getattr(importlib.import_module(module), cls)(name, **kwargs)
+    return getattr(importlib.import_module(module), cls), name
+
+
+def get_backend(spec: str, **kwargs) -> Backend:
+    "Build the backend named by `spec` (`hf:<name-or-path>`, `vllm:…`, `openai:<model>`, `anthropic:<model>`)."
+    cls, name = backend_class(spec)
+    return cls(name, **kwargs)
+
+
+def backend_scope(backend: Union[str, Backend], **kwargs) -> dict:
+    """The identity of `backend`, or of the one `get_backend(spec, **kwargs)` would build, without building it (no
+    model load, no API key): kind, model, and a local model's weights fingerprint or an API's endpoint."""
+    if isinstance(backend, Backend): return backend.cache_scope()
+    cls, name = backend_class(backend)
+    return cls.scope_of(name, **kwargs)
 
 # %% ../nbs/10_backends.ipynb #c78e3f74
 def pick_device() -> str:
@@ -192,16 +246,34 @@ def check_model_path(name_or_path: str) -> str:
     return os.path.expanduser(str(name_or_path)) if looks_like_path(name_or_path) else str(name_or_path)
 
 
+WHOLE_FILE_HASH_BYTES = 16 * 2**20  # files up to this size are hashed whole
+
+
+def file_fingerprint(path: str) -> list:
+    """A file's name, size and content hash. A larger file than `WHOLE_FILE_HASH_BYTES` (a weights shard of
+    gigabytes) is hashed by its first and last MiB, and its modification time is added."""
+    size, digest = os.path.getsize(path), hashlib.sha256()
+    with open(path, "rb") as f:
+        if size <= WHOLE_FILE_HASH_BYTES:
+            for chunk in iter(lambda: f.read(2**20), b""): digest.update(chunk)
+            return [os.path.basename(path), size, digest.hexdigest()]
+        digest.update(f.read(2**20))
+        f.seek(-2**20, os.SEEK_END)
+        digest.update(f.read())
+    return [os.path.basename(path), size, os.stat(path).st_mtime_ns, digest.hexdigest()]
+
+
 def _files_key(path: str) -> Optional[list]:
-    "Name, size and modification time of each file of a local directory; None if `path` is not one."
+    "The fingerprint of each file of a local directory; None if `path` is not one."
     path = os.path.expanduser(str(path))
     if not os.path.isdir(path): return None
-    return sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(path) if e.is_file())
+    return sorted(file_fingerprint(e.path) for e in os.scandir(path) if e.is_file())
 
 
 def weights_fingerprint(name_or_path: str, adapter: Optional[str] = None, commit: Optional[str] = None) -> str:
-    """What identifies a local model's weights in cache keys: its directory's files (name, size, modification time)
-    and its LoRA adapter's, or for a hub model the `commit` it was loaded from. Rewriting the weights changes it."""
+    """What identifies a local model's weights in cache keys: its directory's files (`file_fingerprint`) and its LoRA
+    adapter's, or for a hub model the `commit` it was loaded from. Rewriting the weights changes it, even at the same
+    size and modification time; a copy of a model elsewhere keeps it (for files hashed whole)."""
     return request_key(model=_files_key(name_or_path) or commit,
                        adapter=adapter and (_files_key(adapter) or str(adapter)))
 
@@ -255,7 +327,8 @@ class HFBackend(Backend):
     def __init__(self, name_or_path: Optional[str] = None, *, model=None, tokenizer=None,
                  adapter: Optional[str] = None, device: Optional[str] = None, dtype=None, batch_size: int = 128,
                  cache: Union[bool, RequestCache, None] = False):
-        if model is None:
+        loaded = model is None
+        if loaded:
             if not name_or_path: raise ValueError("HFBackend needs a model name or path, or model= and tokenizer=")
             model, tokenizer = load_causal_lm(name_or_path, device=device, dtype=dtype, adapter=adapter)
         elif tokenizer is None: raise ValueError("HFBackend(model=...) also needs tokenizer=")
@@ -263,10 +336,13 @@ class HFBackend(Backend):
             raise ValueError("HFBackend(model=...) cannot cache: an in-memory model changes as it trains; "
                              "save it and pass its path")
         super().__init__(name_or_path or getattr(model, "name_or_path", "") or "in-memory", cache=cache)
-        if self.cache is not None:
-            self.weights = weights_fingerprint(name_or_path, adapter, getattr(model.config, "_commit_hash", None))
+        if loaded: self.weights = weights_fingerprint(name_or_path, adapter, getattr(model.config, "_commit_hash", None))
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
         if tokenizer.pad_token_id is None: tokenizer.pad_token = tokenizer.eos_token
+
+    @classmethod
+    def scope_of(cls, name: str, adapter: Optional[str] = None, **kwargs) -> dict:
+        return {**super().scope_of(name), "weights": weights_fingerprint(name, adapter)}
 
     def _encode(self, requests: list[Request]) -> list[list[int]]:
         "Token ids of each request's prompt (each distinct prompt encoded once)."
@@ -368,10 +444,14 @@ class VLLMBackend(Backend):
     def __init__(self, name_or_path: str, cache: Union[bool, RequestCache, None] = False, **engine_kwargs):
         vllm = require("vllm", extra="gpu")
         super().__init__(name_or_path, cache=cache)
-        if self.cache is not None: self.weights = weights_fingerprint(name_or_path)
+        self.weights = weights_fingerprint(name_or_path)
         self.vllm = vllm
         self.engine = vllm.LLM(model=check_model_path(name_or_path), **engine_kwargs)
         self.tokenizer = self.engine.get_tokenizer()
+
+    @classmethod
+    def scope_of(cls, name: str, **kwargs) -> dict:
+        return {**super().scope_of(name), "weights": weights_fingerprint(name)}
 
     def _complete(self, requests, params, record):
         texts = [format_prompt(self.tokenizer, r.prompt) for r in requests]

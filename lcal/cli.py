@@ -57,6 +57,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "facttune": ("lcal.facttune:facttune_command", "FactTune: FactScore and model-confidence rewards, preference pairs, DPO"),
     "batch": ("lcal.batch:batch_command", "run notebooks × parameter sets with papermill, resumably, with one summary table"),
     "runs": ("lcal.stages:runs_command", "the stages below a run directory: finished or partial, key, seconds"),
+    "cache": ("lcal.request_cache:cache_command", "the request cache: count, list or remove entries by model, stage or key"),
 }
 
 

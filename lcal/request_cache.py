@@ -9,8 +9,11 @@ import hashlib
 import json
 import os
 import sqlite3
+import sys
 import threading
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -18,7 +21,8 @@ from typing import Any, Iterable, Optional
 from .core import lcal_path, read_json, write_json
 
 # %% auto #0
-__all__ = ['DEFAULT_PRICES', 'request_key', 'RequestCache', 'load_prices', 'price_of', 'Ledger']
+__all__ = ['DEFAULT_PRICES', 'request_key', 'RequestCache', 'request_stage', 'current_stage', 'load_prices', 'price_of', 'Ledger',
+           'cache_command']
 
 # %% ../nbs/11_request_cache.ipynb #114e760b
 def request_key(**parts: Any) -> str:
@@ -41,6 +45,9 @@ class RequestCache:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS requests (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL)")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(requests)")}
+        for column in ("model", "stage"):  # added to caches written before these columns existed
+            if column not in columns: self._db.execute(f"ALTER TABLE requests ADD COLUMN {column} TEXT")
         self._db.commit()
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
@@ -58,17 +65,67 @@ class RequestCache:
         "The cached value of `key`, or None."
         return self.get_many([key]).get(key)
 
-    def put(self, key: str, value: Any) -> None:
-        "Store `value` (JSON-able) under `key` and commit at once."
+    def put(self, key: str, value: Any, model: str = "", stage: str = "") -> None:
+        "Store `value` (JSON-able) under `key`, with the backend `model` and the `stage` that asked, and commit at once."
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO requests VALUES (?, ?, ?)", (key, json.dumps(value), time.time()))
+            self._db.execute("INSERT OR REPLACE INTO requests (key, value, created, model, stage) VALUES (?, ?, ?, ?, ?)",
+                             (key, json.dumps(value), time.time(), model, stage))
             self._db.commit()
 
     def __len__(self) -> int:
         with self._lock: return self._db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
 
+    @staticmethod
+    def _where(model: str | None, stage: str | None, key: str | None) -> tuple[str, list]:
+        "A WHERE clause selecting entries by `model` and `stage` (glob patterns: `*` is any text) and `key` (a prefix)."
+        clauses, values = [], []
+        if model is not None: clauses.append("ifnull(model, '') GLOB ?"); values.append(model)
+        if stage is not None: clauses.append("ifnull(stage, '') GLOB ?"); values.append(stage)
+        if key is not None: clauses.append("substr(key, 1, ?) = ?"); values += [len(key), key]
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", values
+
+    def entries(self, model: str | None = None, stage: str | None = None, key: str | None = None,
+                limit: int | None = None) -> list[dict]:
+        "The selected entries, newest first: key, model, stage, created (Unix time) and value."
+        where, values = self._where(model, stage, key)
+        sql = f"SELECT key, model, stage, created, value FROM requests{where} ORDER BY created DESC, key"
+        if limit: sql, values = sql + " LIMIT ?", values + [limit]
+        with self._lock: rows = self._db.execute(sql, values).fetchall()
+        return [dict(key=k, model=m or "", stage=s or "", created=c, value=json.loads(v)) for k, m, s, c, v in rows]
+
+    def counts(self, model: str | None = None, stage: str | None = None, key: str | None = None) -> list[tuple]:
+        "`(model, stage, entries)` for each backend and stage among the selected entries, the most entries first."
+        where, values = self._where(model, stage, key)
+        sql = (f"SELECT ifnull(model, ''), ifnull(stage, ''), COUNT(*) FROM requests{where} "
+               "GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2")
+        with self._lock: return [tuple(row) for row in self._db.execute(sql, values)]
+
+    def remove(self, model: str | None = None, stage: str | None = None, key: str | None = None) -> int:
+        "Delete the selected entries (every entry when nothing is selected); return how many were deleted."
+        where, values = self._where(model, stage, key)
+        with self._lock:
+            removed = self._db.execute(f"DELETE FROM requests{where}", values).rowcount
+            self._db.commit()
+        return removed
+
     def close(self) -> None:
         with self._lock: self._db.close()
+
+# %% ../nbs/11_request_cache.ipynb #3fcb2b93
+_stage: ContextVar[str] = ContextVar("lcal_request_stage", default="")
+
+
+@contextmanager
+def request_stage(name: str):
+    "Label every request cached inside this block with the stage `name`."
+    token = _stage.set(name)
+    try: yield
+    finally: _stage.reset(token)
+
+
+def current_stage() -> str:
+    "The stage named by the innermost `request_stage` block ('' outside any)."
+    return _stage.get()
 
 # %% ../nbs/11_request_cache.ipynb #565a2c6c
 DEFAULT_PRICES: dict[str, tuple[float, float]] = {  # USD per million (input, output) tokens; list prices, 2025
@@ -111,6 +168,7 @@ class Ledger:
     requests: int = 0
     cache_hits: int = 0
     retries: int = 0
+    usage_missing: int = 0  # completions whose reply had no token counts
     input_tokens: int = 0
     output_tokens: int = 0
     tokens_by_model: dict = field(default_factory=dict)  # model id the server returned → [input, output]
@@ -125,7 +183,8 @@ class Ledger:
         counts[1] += output_tokens
 
     def cost(self, prices: dict | None = None) -> Optional[float]:
-        "Estimated USD of the tokens sent and received (cache hits are free); None if a model has no price."
+        "Estimated USD of the tokens sent and received (cache hits are free); None if a model has no price or a reply no usage."
+        if self.usage_missing: return None
         table, total = load_prices(prices), 0.0
         for model, (inp, out) in self.tokens_by_model.items():
             price = price_of(model, table)
@@ -140,3 +199,48 @@ class Ledger:
     def save(self, path: str | Path, prices: dict | None = None) -> Path:
         "Write the summary atomically as JSON."
         return write_json(path, self.summary(prices))
+
+# %% ../nbs/11_request_cache.ipynb #6f78ea1e
+def _preview(value: Any, width: int = 60) -> str:
+    "The start of a cached reply's text (or value) on one line."
+    text = json.dumps(value.get("text", value) if isinstance(value, dict) else value, ensure_ascii=False)
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def cache_command(argv: list[str]) -> int:
+    "`lcal cache`: count, list or remove request-cache entries selected by model, stage or key."
+    from lcal.cli import command_parser
+    parser = command_parser("cache", "Inspect the request cache: count, list or remove entries by model, stage or key.")
+    parser.add_argument("action", choices=["count", "list", "remove"],
+                        help="count entries by backend and stage, list them (newest first), or remove them")
+    parser.add_argument("--model", metavar="GLOB", help="the backend that answered, e.g. openai:gpt-4o-mini or 'hf:*'")
+    parser.add_argument("--stage", metavar="GLOB", help="the stage that asked, e.g. extract")
+    parser.add_argument("--key", metavar="PREFIX", help="an entry's key or its first characters (as `list` shows)")
+    parser.add_argument("--limit", type=int, default=20, help="entries that `list` shows (default: 20; 0: all)")
+    parser.add_argument("--all", action="store_true", help="let `remove` without a selection empty the cache")
+    parser.add_argument("--path", help="the cache file (default: the lcal home's cache/requests.sqlite)")
+    args = parser.parse_args(argv)
+    path = Path(args.path) if args.path else lcal_path("cache") / "requests.sqlite"
+    if not path.is_file():
+        print(f"lcal cache: error: {path}: no request cache there", file=sys.stderr)
+        return 2
+    select = dict(model=args.model, stage=args.stage, key=args.key)
+    if args.action == "remove" and all(v is None for v in select.values()) and not args.all:
+        print("lcal cache: error: remove needs --model, --stage or --key (or --all to empty the cache)", file=sys.stderr)
+        return 2
+    cache = RequestCache(path)
+    try:
+        if args.action == "count":
+            rows = cache.counts(**select)
+            width = max([len(m or "-") for m, _, _ in rows] + [7])
+            for model, stage, n in rows: print(f"{n:>9}  {model or '-':<{width}}  {stage or '-'}")
+            print(f"{sum(n for *_, n in rows):>9}  total")
+        elif args.action == "list":
+            rows = cache.entries(**select, limit=args.limit or None)
+            width = max([len(e["model"] or "-") for e in rows] + [1])
+            for e in rows:
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e["created"])) if e["created"] else "-"
+                print(f"{e['key']}  {when}  {e['model'] or '-':<{width}}  {e['stage'] or '-'}  {_preview(e['value'])}")
+        else: print(f"removed {cache.remove(**select)} entries from {path}")
+    finally: cache.close()
+    return 0

@@ -2,8 +2,11 @@
 
 Point the real SDK clients at it (`base_url=server.url + "/v1"` for openai, `base_url=server.url` for anthropic).
 It answers deterministically from the request (`reply_text`, or a test's own `respond(body)` where that returns a
-string), can add latency, inject 429 / 500 / dropped connections at a given rate or from a script, and counts every
-request it receives.
+string), can add latency, inject faults at a given rate, from a script or by a test's own `fault(body)`, records the
+sampling settings of every request (`server.sampling`) and counts every request it receives. Faults: 429 / 500 /
+dropped connections, malformed 200 replies (`badjson`: a body that is not JSON; `empty`: no OpenAI `choices` or
+Anthropic `content`), `nousage` (a good reply with `usage: null`) and `401` (a rejected key, echoed in the message as
+some servers do).
 
     with FakeLLMServer(latency=0.05, fail_rate=0.2) as server: ...
     python tests/fake_llm_server.py --latency 0.2      # prints "READY <port>", serves until killed
@@ -18,6 +21,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 FAILURE_MODES = ("429", "500", "drop")
+MALFORMED_MODES = ("badjson", "empty")
+ALL_MODES = FAILURE_MODES + MALFORMED_MODES + ("nousage", "401")
+SAMPLING_KEYS = ("temperature", "top_p", "top_k", "seed")
 
 
 class LocalHTTPServer(ThreadingHTTPServer):
@@ -45,14 +51,16 @@ class FakeLLMServer:
     "Threaded fake LLM API server on 127.0.0.1 with latency, failure injection and request counting."
 
     def __init__(self, latency: float = 0.0, fail_rate: float = 0.0, failures=FAILURE_MODES,
-                 retry_after: str | None = "0", script=(), seed: int = 0, port: int = 0, respond=None):
+                 retry_after: str | None = "0", script=(), seed: int = 0, port: int = 0, respond=None, fault=None):
         self.latency, self.fail_rate, self.failures = latency, fail_rate, tuple(failures)
         self.respond = respond       # optional body -> reply text (None: the default echo of `reply_text`)
+        self.fault = fault           # optional body -> a mode of ALL_MODES to inject for this request, or None
         self.retry_after, self.script = retry_after, list(script)
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.requests = 0            # every request received, failed or not
-        self.injected = {m: 0 for m in FAILURE_MODES}
+        self.injected = {m: 0 for m in ALL_MODES}
+        self.sampling: list[dict] = []  # the sampling settings of every request, in order of arrival
         self.answered: list[str] = []  # reply texts sent back, in order
         self.in_flight = self.max_in_flight = 0
         self.auth_headers: set[str] = set()
@@ -74,16 +82,21 @@ class FakeLLMServer:
     def __exit__(self, *exc): self.stop()
 
     @property
-    def failed(self) -> int: return sum(self.injected.values())
+    def failed(self) -> int:
+        "Requests that got no usable reply (every injected fault but `nousage`, which is a good reply)."
+        return sum(n for m, n in self.injected.items() if m != "nousage")
 
     def reply_for(self, body: dict) -> str:
         "The reply text for a request body: the test's `respond(body)` if it gives a string, else `reply_text(body)`."
         text = self.respond(body) if self.respond else None
         return reply_text(body) if text is None else text
 
-    def _next_failure(self) -> str | None:
+    def _next_failure(self, body: dict) -> str | None:
+        chosen = self.fault(body) if self.fault else None
         with self.lock:
             self.requests += 1
+            self.sampling.append({k: body[k] for k in SAMPLING_KEYS if k in body})
+            if chosen: return chosen
             if self.script: return self.script.pop(0)
             if self.fail_rate and self.rng.random() < self.fail_rate: return self.rng.choice(self.failures)
         return None
@@ -95,8 +108,8 @@ class FakeLLMServer:
 
             def log_message(self, *args): pass
 
-            def _send(self, status: int, payload: dict, headers: dict | None = None):
-                data = json.dumps(payload).encode()
+            def _send(self, status: int, payload: dict | bytes, headers: dict | None = None):
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
@@ -121,13 +134,14 @@ class FakeLLMServer:
                 with server.lock:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
-                    server.auth_headers.add(self.headers.get("authorization") or self.headers.get("x-api-key") or "")
+                    self.key = self.headers.get("authorization") or self.headers.get("x-api-key") or ""
+                    server.auth_headers.add(self.key)
                 try: self._answer(body)
                 finally:
                     with server.lock: server.in_flight -= 1
 
             def _answer(self, body: dict):
-                failure = server._next_failure()
+                failure = self.failure = server._next_failure(body)
                 if server.latency: time.sleep(server.latency)
                 if failure:
                     with server.lock: server.injected[failure] += 1
@@ -139,6 +153,8 @@ class FakeLLMServer:
                     headers = {"retry-after": server.retry_after} if server.retry_after is not None else {}
                     return self._error(429, "rate_limit_error", "slow down", headers)
                 if failure == "500": return self._error(500, "api_error", "internal error")
+                if failure == "401": return self._error(401, "authentication_error", f"invalid key: {self.key}")
+                if failure == "badjson": return self._send(200, b'{"id": "chatcmpl-1", "choices": [')
                 if not body.get("messages") or not body.get("model"):
                     return self._error(400, "invalid_request_error", "model and messages are required")
                 if "BAD REQUEST" in last_user_text(body["messages"]):
@@ -157,14 +173,17 @@ class FakeLLMServer:
                 n_out = len(text.split(" "))
                 logprobs = {"content": [{"token": w, "logprob": -0.5, "bytes": None, "top_logprobs": []}
                                         for w in text.split(" ")]} if body.get("logprobs") else None
-                with server.lock: server.answered.append(text)
+                if self.failure != "empty":
+                    with server.lock: server.answered.append(text)
                 n_in = sum(len(str(m["content"]).split()) for m in body["messages"])
                 self._send(200, {
                     "id": f"chatcmpl-{server.requests}", "object": "chat.completion", "created": int(time.time()),
                     "model": body["model"] + "-fake-20260101",
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                 "finish_reason": finish, "logprobs": logprobs}],
-                    "usage": {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}})
+                    "choices": [] if self.failure == "empty" else
+                    [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish,
+                      "logprobs": logprobs}],
+                    "usage": None if self.failure == "nousage" else
+                    {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}})
 
             def _anthropic(self, body: dict):
                 if "max_tokens" not in body:
@@ -175,13 +194,16 @@ class FakeLLMServer:
                 words = text.split(" ")
                 reason = "stop_sequence" if stopped else ("end_turn" if len(words) <= body["max_tokens"] else "max_tokens")
                 text = " ".join(words[:body["max_tokens"]])
-                with server.lock: server.answered.append(text)
+                if self.failure != "empty":
+                    with server.lock: server.answered.append(text)
                 n_in = sum(len(str(m["content"]).split()) for m in body["messages"])
                 self._send(200, {
                     "id": f"msg_{server.requests}", "type": "message", "role": "assistant",
-                    "model": body["model"] + "-fake-20260101", "content": [{"type": "text", "text": text}],
+                    "model": body["model"] + "-fake-20260101",
+                    "content": None if self.failure == "empty" else [{"type": "text", "text": text}],
                     "stop_reason": reason, "stop_sequence": None,
-                    "usage": {"input_tokens": n_in, "output_tokens": len(text.split(" "))}})
+                    "usage": None if self.failure == "nousage" else
+                    {"input_tokens": n_in, "output_tokens": len(text.split(" "))}})
 
         return Handler
 

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from fake_llm_server import FakeLLMServer, reply_text
+from fake_llm_server import FAILURE_MODES, MALFORMED_MODES, FakeLLMServer, last_user_text, reply_text
 from lcal.api_backends import APIRequestError, MissingAPIKey
-from lcal.backends import SamplingParams, get_backend
-from lcal.request_cache import RequestCache
+from lcal.backends import GenerationError, SamplingParams, get_backend
+from lcal.cli import main
+from lcal.request_cache import RequestCache, request_stage
 
 KEY = "sk-test-secret-key-123"
 KINDS = ["openai", "anthropic"]
@@ -25,17 +26,23 @@ def api_keys(monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
 
 
+def url_of(kind, server): return server.url + "/v1" if kind == "openai" else server.url
+
+
 def backend_for(kind, server, **kwargs):
-    base_url = server.url + "/v1" if kind == "openai" else server.url
     kwargs.setdefault("backoff_base", 0.01)
-    return get_backend(f"{kind}:judge-model", base_url=base_url, **kwargs)
+    return get_backend(f"{kind}:judge-model", base_url=url_of(kind, server), **kwargs)
 
 
 def expected_text(kind, prompt, params, index):
     "What the fake server answers for sample `index` of a plain-text prompt."
     body = {"messages": [{"role": "user", "content": prompt}]}
     if kind == "openai": body.update(seed=params.seed + index, temperature=params.temperature)
+    elif params.temperature != 1: body.update(temperature=params.temperature)
     return reply_text(body)
+
+
+def texts(out): return [[c.text for c in cs] for cs in out]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -100,17 +107,19 @@ def test_retry_after_is_honoured():
 def test_client_errors_fail_at_once_with_a_clear_message(kind):
     with FakeLLMServer() as server:
         backend = backend_for(kind, server, cache=False)
-        with pytest.raises(APIRequestError, match=f"{kind}:judge-model: HTTP 400: this prompt is not allowed"):
+        with pytest.raises(GenerationError, match=f"{kind}:judge-model: 1 of 1 requests failed .*"
+                                                  "HTTP 400: this prompt is not allowed"):
             backend.generate(["BAD REQUEST please"])
         assert server.requests == 1 and backend.ledger.retries == 0
 
 
-def test_gives_up_after_max_attempts():
+def test_gives_up_after_max_attempts_twice():
+    "A request still failing after its attempts gets one more round of attempts at the end, then is reported."
     with FakeLLMServer(fail_rate=1.0, failures=["500"]) as server:
         backend = backend_for("anthropic", server, cache=False, max_attempts=3)
-        with pytest.raises(APIRequestError, match="gave up after 3 attempts; last error HTTP 500"):
+        with pytest.raises(GenerationError, match="gave up after 2 rounds of 3 attempts; last error HTTP 500"):
             backend.generate(["hi"])
-        assert server.requests == 3
+        assert server.requests == 6
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -183,3 +192,160 @@ def test_killed_run_resumes_sending_only_missing_requests(tmp_path):
         run_worker(url, tmp_path / "resumed.json", tmp_path / "home")
         assert server.requests == 60 - cached
     assert json.loads((tmp_path / "resumed.json").read_text()) == json.loads((tmp_path / "full.json").read_text())
+
+
+# --- issue 15: what a probe with fault injection, malformed replies and echoing servers found ---
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sampling_settings_reach_the_server(kind):
+    "OpenAI gets temperature, top-p and seed always, top-k when set; Anthropic each setting that is not its default."
+    sampled = SamplingParams(temperature=0.2, top_p=0.9, top_k=40, seed=3)
+    with FakeLLMServer() as server:
+        backend = backend_for(kind, server, cache=False)
+        for params in (sampled, SamplingParams(temperature=0), SamplingParams()): backend.generate(["hi"], params)
+    if kind == "openai":
+        assert server.sampling == [{"temperature": 0.2, "top_p": 0.9, "top_k": 40, "seed": 3},
+                                   {"temperature": 0.0, "top_p": 1.0, "seed": 0},
+                                   {"temperature": 1.0, "top_p": 1.0, "seed": 0}]
+    else:
+        assert server.sampling == [{"temperature": 0.2, "top_p": 0.9, "top_k": 40}, {"temperature": 0.0}, {}]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_endpoint_is_part_of_the_cache_key(kind, tmp_path, monkeypatch):
+    "Two servers named only by OPENAI_BASE_URL / ANTHROPIC_BASE_URL never answer from each other's cache entries."
+    cache = RequestCache(tmp_path / "c.sqlite")
+    with FakeLLMServer(respond=lambda body: "from A") as a, FakeLLMServer(respond=lambda body: "from B") as b:
+        monkeypatch.setenv(f"{kind.upper()}_BASE_URL", url_of(kind, a))
+        assert get_backend(f"{kind}:m", cache=cache).generate(["hi"])[0][0].text == "from A"
+        monkeypatch.setenv(f"{kind.upper()}_BASE_URL", url_of(kind, b))
+        assert get_backend(f"{kind}:m", cache=cache).generate(["hi"])[0][0].text == "from B"
+        again = get_backend(f"{kind}:m", cache=cache, base_url=url_of(kind, b) + "/")  # a trailing / is the same server
+        assert again.generate(["hi"])[0][0].text == "from B" and again.ledger.cache_hits == 1
+        assert (a.requests, b.requests) == (1, 1)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_identical_requests_are_sent_once(kind, tmp_path):
+    "1 vs 1.0, text vs the same one-message chat, stop strings in another order, repeats in one call: one request."
+    cache = RequestCache(tmp_path / "c.sqlite")
+    with FakeLLMServer() as server:
+        backend = backend_for(kind, server, cache=cache)
+        first = backend.generate(["hi", "hi"], SamplingParams(temperature=1, stop=["#", "@"]))
+        assert server.requests == 1 and texts(first)[0] == texts(first)[1]
+        chat = backend.generate([[{"role": "user", "content": "hi"}]], SamplingParams(temperature=1.0, stop=["@", "#"]))
+        assert texts(chat) == texts(first)[:1] and server.requests == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_key_echoed_by_the_server_is_masked(kind, caplog):
+    "A 401 stops the batch at once (every request would meet it), and the key it echoes is masked."
+    with FakeLLMServer(script=["401"]) as server, caplog.at_level("DEBUG"):
+        with pytest.raises(APIRequestError) as error:
+            backend_for(kind, server, cache=False).generate([f"q{i}" for i in range(5)])
+        assert server.requests <= 5
+    assert "HTTP 401: invalid key" in str(error.value) and "***" in str(error.value)
+    assert KEY not in str(error.value) and KEY not in caplog.text
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_request_that_exhausts_its_attempts_is_retried_after_the_others(kind):
+    faults = {"q3": 4}  # q3 fails 4 times: more than one round of 3 attempts
+
+    def fault(body):
+        prompt = last_user_text(body["messages"])
+        if faults.get(prompt, 0) > 0:
+            faults[prompt] -= 1
+            return "500"
+
+    params = SamplingParams(seed=1)
+    with FakeLLMServer(fault=fault) as server:
+        out = backend_for(kind, server, cache=False, max_attempts=3).generate([f"q{i}" for i in range(10)], params)
+        assert server.answered[-1].startswith("reply to q3")  # answered last, after every other request
+    assert texts(out) == [[expected_text(kind, f"q{i}", params, 0)] for i in range(10)]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_failed_requests_are_reported_after_the_others_are_saved(kind, tmp_path):
+    broken = {"q5"}
+    prompts = [f"q{i}" for i in range(8)] + ["BAD REQUEST q8"]
+    params = SamplingParams(n=2, seed=0)
+    cache = RequestCache(tmp_path / "c.sqlite")
+    with FakeLLMServer(fault=lambda body: "500" if last_user_text(body["messages"]) in broken else None) as server:
+        with pytest.raises(GenerationError) as error:
+            backend_for(kind, server, cache=cache, max_attempts=2).generate(prompts, params)
+        failed = error.value.failed
+        assert set(failed) == {(5, 0), (5, 1), (8, 0), (8, 1)}
+        assert "last error HTTP 500" in failed[5, 0] and failed[8, 0] == "HTTP 400: this prompt is not allowed"
+        assert "4 of 18 requests failed (prompts 5, 8;" in str(error.value)
+        for i, completions in enumerate(error.value.completions):
+            expected = [None] * 2 if i in (5, 8) else [expected_text(kind, prompts[i], params, s) for s in range(2)]
+            assert [c and c.text for c in completions] == expected
+        broken.clear()  # the outage is over: a rerun sends only what failed
+        server.requests = 0
+        with pytest.raises(GenerationError, match="2 of 18 requests failed"):
+            backend_for(kind, server, cache=cache).generate(prompts, params)
+        assert server.requests == 4
+
+
+def test_retry_after_zero_still_waits_the_backoff():
+    with FakeLLMServer(script=["429", "429"], retry_after="0") as server:
+        backend = backend_for("openai", server, cache=False, backoff_base=0.2)
+        start = time.perf_counter()
+        backend.generate(["hi"])
+        assert time.perf_counter() - start >= 0.3  # at least ½ × 0.2 s, then ½ × 0.4 s
+        assert server.requests == 3
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("mode", MALFORMED_MODES)
+def test_malformed_replies_are_retried(kind, mode):
+    with FakeLLMServer(script=[mode]) as server:
+        backend = backend_for(kind, server, cache=False)
+        [[c]] = backend.generate(["hi"], SamplingParams(seed=0))
+        assert c.text == expected_text(kind, "hi", SamplingParams(seed=0), 0)
+        assert server.requests == 2 and backend.ledger.retries == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_reply_without_usage_is_kept_and_counted(kind):
+    with FakeLLMServer(script=["nousage"]) as server:
+        backend = backend_for(kind, server, cache=False)
+        [[c]] = backend.generate(["hi"], SamplingParams(seed=0))
+        assert c.text == expected_text(kind, "hi", SamplingParams(seed=0), 0) and c.completion_tokens == 0
+        assert server.requests == 1 and backend.ledger.usage_missing == 1 and backend.ledger.cost() is None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_fault_injection_1000_requests(kind, tmp_path):
+    "20% of 1,000 requests meet a 429, 500, dropped connection or malformed reply: every completion comes out right."
+    prompts, params = [f"question {i}" for i in range(500)], SamplingParams(n=2, temperature=0.7, seed=11)
+    with FakeLLMServer(fail_rate=0.2, failures=FAILURE_MODES + MALFORMED_MODES, seed=7) as server:
+        backend = backend_for(kind, server, cache=RequestCache(tmp_path / "c.sqlite"), concurrency=32,
+                              backoff_base=0.001, backoff_max=0.01)
+        out = backend.generate(prompts, params)
+        assert all(server.injected[m] > 0 for m in FAILURE_MODES + MALFORMED_MODES)
+        assert 150 <= server.failed <= 350 and server.requests == 1000 + server.failed
+    assert texts(out) == [[expected_text(kind, p, params, s) for s in range(2)] for p in prompts]
+    assert backend.ledger.requests == 1000
+
+
+def test_lcal_cache_finds_and_removes_a_bad_cached_reply(tmp_path, capsys):
+    "A reply that breaks its reader stays cached; `lcal cache` shows it by stage and removes it, and a rerun re-asks."
+    reply = {"text": '{"answers": ' + "[" * 50}
+    home_cache = tmp_path / "requests.sqlite"
+    with FakeLLMServer(respond=lambda body: reply["text"]) as server:
+        backend = backend_for("openai", server, cache=RequestCache(home_cache))
+        with request_stage("extract"): backend.generate(["paragraph 1", "paragraph 2"])
+        with request_stage("judge"): backend.generate(["verdict"])
+        assert main(["cache", "count", "--path", str(home_cache)]) == 0
+        assert capsys.readouterr().out.splitlines() == ["        2  openai:judge-model  extract",
+                                                        "        1  openai:judge-model  judge",
+                                                        "        3  total"]
+        assert main(["cache", "list", "--path", str(home_cache), "--stage", "extract"]) == 0
+        assert capsys.readouterr().out.count('{\\"answers\\": [[[[') == 2
+        assert main(["cache", "remove", "--path", str(home_cache), "--stage", "extract"]) == 0
+        assert capsys.readouterr().out.startswith("removed 2 entries")
+        reply["text"] = '{"answers": ["Paris"]}'
+        with request_stage("extract"): again = backend.generate(["paragraph 1", "paragraph 2", "verdict"])
+        assert [cs[0].text for cs in again][:2] == ['{"answers": ["Paris"]}'] * 2 and server.requests == 5

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from lcal.backends import HFBackend, SamplingParams, get_backend
+from lcal.backends import HFBackend, SamplingParams, backend_scope, get_backend, weights_fingerprint
 from lcal.request_cache import RequestCache
 from lcal.tiny import load_tiny
 
@@ -127,3 +127,61 @@ def test_generation_raises_no_deprecation_warning_from_lcal(backend):
         warnings.simplefilter("error", DeprecationWarning)
         backend.generate(PROMPTS, SamplingParams(n=2, max_new_tokens=4, seed=0, logprobs=True))
         backend.generate(PROMPTS, SamplingParams(n=1, max_new_tokens=4, seed=0))
+
+
+def retrain_in_place(model_dir):
+    "New weights at the same path: every file keeps its size and modification time, only the weights' content changes."
+    import os
+    stats = {f: f.stat() for f in model_dir.iterdir()}
+    model, _ = load_tiny(model_dir)
+    with torch.no_grad():
+        for p in model.parameters(): p.add_(0.01)
+    model.save_pretrained(model_dir)
+    for f, stat in stats.items():
+        assert f.stat().st_size == stat.st_size
+        os.utime(f, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_the_identity_of_an_hf_model_follows_its_weights(tiny_lm_dir, tmp_path):
+    "Without a cache too, and without loading the model (`backend_scope`): the key of a stage that generates with it."
+    import shutil
+    model_dir = shutil.copytree(tiny_lm_dir, tmp_path / "model")
+    backend = get_backend(f"hf:{model_dir}")
+    before = backend_scope(f"hf:{model_dir}")
+    assert backend.cache_scope() == before and "weights" in before
+    retrain_in_place(model_dir)
+    after = backend_scope(f"hf:{model_dir}")
+    assert after["weights"] != before["weights"]
+    assert get_backend(f"hf:{model_dir}").cache_scope() == after
+
+
+def test_a_retrained_hf_judge_is_not_answered_from_the_cache(tiny_lm_dir, tmp_path):
+    "An hf: judge (cached, as LLM roles are) regenerates after new weights of the same size and time at its path."
+    import shutil
+    model_dir = shutil.copytree(tiny_lm_dir, tmp_path / "model")
+    cache, params = RequestCache(tmp_path / "c.sqlite"), SamplingParams(max_new_tokens=6, seed=1)
+    get_backend(f"hf:{model_dir}", cache=cache).generate(PROMPTS, params)
+    retrain_in_place(model_dir)
+    retrained = get_backend(f"hf:{model_dir}", cache=cache)
+    retrained.generate(PROMPTS, params)
+    assert retrained.ledger.cache_hits == 0 and retrained.ledger.requests == 3
+
+
+def test_a_large_weights_file_is_fingerprinted_by_its_ends_size_and_time(tmp_path):
+    import os
+    model_dir = tmp_path / "big"
+    model_dir.mkdir()
+    shard = model_dir / "model-00001-of-00002.safetensors"
+    data = bytearray(os.urandom(17 * 2**20))  # over the 16 MiB hashed whole
+    shard.write_bytes(data)
+    stat = shard.stat()
+    before = weights_fingerprint(model_dir)
+    data[-1] ^= 1  # the last tensor changed, same size and time
+    shard.write_bytes(data)
+    os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    changed_end = weights_fingerprint(model_dir)
+    assert changed_end != before
+    data[8 * 2**20] ^= 1  # a middle byte changed: seen through the modification time
+    shard.write_bytes(data)
+    os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert weights_fingerprint(model_dir) not in (before, changed_end)
