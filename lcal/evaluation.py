@@ -224,7 +224,8 @@ def evaluate_model(backend, questions, roles: RoleSet, out_dir: str | Path, meth
     params = params or SamplingParams(temperature=0.3, max_new_tokens=256, seed=0)
     params = SamplingParams(**{**vars(params), "n": samples})
     prompts = questions.drop_duplicates("query_id")[["query_id", "prompt"]]
-    model = model_key or (backend if isinstance(backend, str) else f"{backend.kind}:{backend.model_name}")
+    from lcal.backends import backend_scope
+    model = model_key or backend_scope(backend)  # kind, model, and the weights fingerprint or the endpoint
     settings = {"model": model, "params": vars(params), "format_prompt": format_prompt.__qualname__,
                 "postprocess": postprocess.__qualname__, "prompts": stable_hash(prompts.values.tolist())}
     paragraphs, _ = frame_stage(out_dir, "generate", settings,
@@ -345,7 +346,7 @@ def _named(values: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _roles(spec: str, source, biographies: bool, max_new_tokens: int = 512) -> RoleSet:
+def _roles(spec: str, source, biographies: bool, max_new_tokens: int = 512, base_url: str | None = None) -> RoleSet:
     "The QA roles (and the claim roles, with `biographies`) that `--judge` names."
     if spec == "world" and source is None: raise ValueError("--judge world grades only the world's questions; for your own, pass --judge hf:PATH "
                                                           "(a local model) or --judge openai:<model> / anthropic:<model>")
@@ -353,7 +354,8 @@ def _roles(spec: str, source, biographies: bool, max_new_tokens: int = 512) -> R
     if biographies and spec != "world":
         if source is None: raise ValueError("--biographies needs a source with pages (the world) as knowledge")
         knowledge = {"knowledge": source.knowledge, "knowledge_name": source.key()}
-    roles = build_roles(spec, source, max_new_tokens=max_new_tokens, **knowledge)
+    endpoint = {"base_url": base_url} if base_url else {}
+    roles = build_roles(spec, source, max_new_tokens=max_new_tokens, **knowledge, **endpoint)
     return roles.need("extractor", "forecaster", "judge", *(("decomposer", "verifier") if biographies else ()))
 
 
@@ -369,7 +371,7 @@ def spread_sample(items: Sequence, n: int | None, seed: int = 0) -> list:
 
 def eval_command(argv: list[str]) -> int:
     "`lcal eval`: calibration evaluation of models or paragraphs on a question set; writes the table and figures."
-    from lcal.backends import SamplingParams
+    from lcal.backends import SamplingParams, get_backend
     from lcal.cli import command_parser
     from lcal.metrics import BINNINGS
     parser = command_parser("eval", "Calibration evaluation (QA auto-eval, optional per-claim biography eval).")
@@ -386,6 +388,8 @@ def eval_command(argv: list[str]) -> int:
                                                                  "(one at random, seeded by --seed, per N-th of the split)")
     parser.add_argument("--judge", default="world", help="'world' (the world's oracles) or a backend spec for LLM "
                                                          "judges: hf:PATH (a local model) or openai:/anthropic:<model>")
+    parser.add_argument("--judge-base-url", help="an OpenAI- or Anthropic-compatible endpoint for --judge (e.g. vllm serve)")
+    parser.add_argument("--base-url", help="an OpenAI- or Anthropic-compatible endpoint for the openai:/anthropic: --model specs")
     parser.add_argument("--judge-max-new-tokens", type=int, default=512, help="reply budget of LLM judges")
     parser.add_argument("--biographies", action="store_true", help="also run the per-claim biography evaluation")
     parser.add_argument("--out", default="evaluation", help="output directory (stages, table, figures)")
@@ -414,13 +418,17 @@ def eval_command(argv: list[str]) -> int:
             models = {"base": f"hf:{source.base_model()}"}
         metrics = MetricSettings(args.n_bins, args.binning, args.lc_compat, args.resamples, args.seed,
                                  args.exclude_failures)
-        roles = _roles(args.judge, source, args.biographies, args.judge_max_new_tokens)
+        api = ("openai:", "anthropic:")
+        if args.base_url and not any(spec.startswith(api) for spec in models.values()):
+            raise ValueError("--base-url is the endpoint of an openai:/anthropic: --model; no --model names one")
+        roles = _roles(args.judge, source, args.biographies, args.judge_max_new_tokens, args.judge_base_url)
         params = SamplingParams(temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed)
         out = Path(args.out)
         evaluations = []
         for name, spec in {**models, **given}.items():
             common = dict(roles=roles, out_dir=out, method=name, dataset=dataset,
                           confidence=name not in args.no_confidence, metrics=metrics)
+            if name in models and args.base_url and spec.startswith(api): spec = get_backend(spec, base_url=args.base_url)
             ev = evaluate_model(spec, questions, params=params, samples=args.samples, **common) if name in models \
                 else evaluate_paragraphs(questions, spec, **common)
             evaluations.append(ev)

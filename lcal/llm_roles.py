@@ -42,6 +42,7 @@ class LLMJudge:
     def spec(self) -> dict:
         "What determines this judge's answers: role, backend, sampling settings, re-asks and template texts."
         return {"role": type(self).__name__, "backend": f"{self.backend.kind}:{self.backend.model_name}",
+                "backend_scope": self.backend.cache_scope(),  # weights fingerprint or endpoint: a new one re-judges
                 "params": self.params.settings(), "max_reasks": self.max_reasks, "chat": self.chat,
                 "templates": stable_hash([t.text for t in self.templates])}
 

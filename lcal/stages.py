@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .core import get_logger, read_json, stable_hash, to_jsonable, write_json
+from .request_cache import request_stage
 
 # %% auto #0
 __all__ = ['STAGE_FILE', 'log', 'stage_key', 'stage_manifest', 'finished_key', 'stage_seconds', 'run_stage', 'keyed_stage',
@@ -103,7 +104,7 @@ def run_stage(directory, name: str, settings, build: Callable[[Path], Any], inpu
             log.info("stage %s: running", name)
         _wait(accelerator)
         start = time.perf_counter()
-        build(tmp)
+        with request_stage(name): build(tmp)  # every request cached while building is labelled with the stage
         seconds = time.perf_counter() - start
         _wait(accelerator)
         if main:

@@ -294,3 +294,51 @@ def test_world_oracle_judges_and_their_settings_key_the_stages(tmp_path):
     changed = run(ConfidenceLexicon(likely=0.6))                 # a new lexicon re-runs the forecast stage
     assert len(list((tmp_path / "stages" / "forecast").glob("*/"))) == forecasts + 1
     assert changed.items.set_index("question_id").loc[city, "confidence"] == pytest.approx(0.6)
+
+
+def test_evaluate_model_regenerates_after_new_weights_at_the_same_path(judge, tiny_lm_dir, tmp_path, monkeypatch):
+    "The generate stage is keyed by the weights fingerprint, not the spec string: retraining in place regenerates."
+    import os
+    import shutil
+    import torch
+    from lcal.backends import SamplingParams
+    from lcal.tiny import load_tiny
+    _, roles = judge
+    model_dir = shutil.copytree(tiny_lm_dir, tmp_path / "model")
+    generated = []
+    original = HFBackend._complete
+    monkeypatch.setattr(HFBackend, "_complete", lambda self, requests, *a: (generated.append(len(requests)),
+                                                                             original(self, requests, *a))[1])
+    def run(): evaluate_model(f"hf:{model_dir}", question_rows(), roles, tmp_path / "out", "tiny", "toy",
+                              params=SamplingParams(max_new_tokens=4, seed=0), metrics=MetricSettings(n_resamples=50))
+    run(); run()
+    assert generated == [3]
+    judge_spec = LLMAnswerExtractor(f"hf:{model_dir}").spec()
+    stats = {f: f.stat() for f in model_dir.iterdir()}
+    model, _ = load_tiny(model_dir)
+    with torch.no_grad():
+        for p in model.parameters(): p.add_(0.01)
+    model.save_pretrained(model_dir)  # retrained in place; every file keeps its size and modification time
+    for f, stat in stats.items(): os.utime(f, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    run()
+    assert generated == [3, 3]
+    assert LLMAnswerExtractor(f"hf:{model_dir}").spec() != judge_spec  # an hf: judge's stages are re-run too
+
+
+def test_lcal_eval_sends_api_models_and_judges_to_their_base_urls(tmp_path, capsys, monkeypatch):
+    "--base-url for the openai:/anthropic: --model, --judge-base-url for the judge; each endpoint keys its stages."
+    from fake_llm_server import FakeLLMServer
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("\n".join(json.dumps(r) for r in question_rows()))
+    scripted = ScriptedJudge()
+    with FakeLLMServer(respond=lambda body: "Ada Brisk was born in Qorvath (70%) in 1931.") as model_server, \
+            FakeLLMServer(respond=scripted.respond) as judge_server:
+        argv = ["--questions", str(questions), "--model", "m=openai:gen-model", "--base-url", model_server.url + "/v1",
+                "--judge", "anthropic:judge-model", "--judge-base-url", judge_server.url,
+                "--out", str(tmp_path / "out"), "--resamples", "100", "--n-bins", "2"]
+        assert eval_command(argv) == 0
+        assert model_server.requests == 3 and judge_server.requests > 0
+        assert eval_command(["--questions", str(questions), "--paragraphs", "x=p.jsonl", "--base-url", "http://h"]) == 2
+        assert "--base-url is the endpoint of an openai:/anthropic: --model" in capsys.readouterr().err
