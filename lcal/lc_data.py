@@ -6,19 +6,22 @@
 from __future__ import annotations
 
 import ast
+import json
 import math
+import numbers
 import random
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import pandas as pd
 
+from .core import read_jsonl
 from .reward_models import (CORRECTNESS_TEMPLATE, EXTRACTOR_TEMPLATE, FORECAST_TEMPLATE, extraction_target,
                                 extractor_sft_rows, reader_input)
 
 # %% auto #0
-__all__ = ['HUB_DATASET', 'LC_CONFIGS', 'LIST_COLUMNS', 'QUESTION_COLUMNS', 'POLICY_TEMPLATE', 'SFT_TARGETS', 'FORECAST_SOURCES',
-           'is_missing', 'parse_list', 'read_table', 'check_columns', 'parse_list_columns', 'load_lc_config',
+__all__ = ['HUB_DATASET', 'LC_CONFIGS', 'COLUMN_KINDS', 'QUESTION_COLUMNS', 'POLICY_TEMPLATE', 'SFT_TARGETS', 'FORECAST_SOURCES',
+           'is_missing', 'parse_list', 'read_table', 'check_columns', 'parse_columns', 'load_lc_config',
            'trivia_qa_questions', 'attach_questions', 'policy_prompt', 'request_of', 'sft_rows', 'forecast_rows',
            'correctness_rows', 'extraction_rows', 'reward_model_rows', 'extractor_rows', 'split_by_question']
 
@@ -37,8 +40,13 @@ LC_CONFIGS: dict[str, tuple[str, ...]] = {
     "bioasq_paragraph_generation": ("question_id", "paragraph_generation_prompt"),
 }
 
-LIST_COLUMNS = ("icl_generated_paragraphs", "lc_sft_ground_truth_and_extracted_answers", "lc_sft_forecasted_probs",
-                "ground_truth_answer_list", "distractor_list")
+COLUMN_KINDS: dict[str, str] = {
+    "paragraph_generation_prompt": "text", "claude_summary": "text", "claude_generated_paragraph": "text",
+    "icl_generated_paragraphs": "texts", "question": "text", "ground_truth_top_answer": "text",
+    "ground_truth_answer_list": "texts", "distractor_list": "texts", "factuality_sft_binary_correctness": "number",
+    **{f"{source}_{column}": kind for source in ("lc_sft", "factuality_sft") for column, kind in
+       (("generated_paragraph", "text"), ("ground_truth_and_extracted_answers", "texts"), ("forecasted_probs", "numbers"))},
+}
 
 # %% ../nbs/45_lc_data.ipynb #3611c36e
 _NAN_NAMES = {"nan", "NaN"}
@@ -61,27 +69,55 @@ def is_missing(value: Any) -> bool:
 
 
 def parse_list(value: Any, where: str = "value") -> Optional[list]:
-    "A list from a list, a Python-literal string or a missing value (None); never evaluates code."
+    "A list from a list, a JSON list or Python list literal in a string, or a missing value (None); never evaluates code."
     if is_missing(value): return None
     if isinstance(value, (list, tuple)): return list(value)
     if hasattr(value, "tolist"): return list(value.tolist())  # numpy arrays from Parquet
     if isinstance(value, str):
-        try: parsed = _literal(ast.parse(value.strip(), mode="eval").body)
-        except (SyntaxError, ValueError) as e: raise ValueError(f"{where}: not a list literal ({e}): {value[:80]!r}") from None
+        try: parsed = json.loads(value)
+        except json.JSONDecodeError:
+            try: parsed = _literal(ast.parse(value.strip(), mode="eval").body)
+            except (SyntaxError, ValueError) as e:
+                raise ValueError(f"{where}: not a list literal ({e}; write a JSON list such as [\"a\", \"b\"]): "
+                                 f"{value[:80]!r}") from None
         if isinstance(parsed, list): return parsed
     raise ValueError(f"{where}: expected a list, got {type(value).__name__} {str(value)[:80]!r}")
 
 # %% ../nbs/45_lc_data.ipynb #b5a96454
+def _read_with_pandas(path: Path, suffix: str) -> pd.DataFrame:
+    "A `.csv` (every cell as text), `.json` (records) or `.parquet` table; a parse error names the file."
+    try:
+        if suffix == ".csv": return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        if suffix == ".json": return pd.read_json(path, dtype=False, precise_float=True)
+        return pd.read_parquet(path)
+    except UnicodeDecodeError: raise
+    except ValueError as e:
+        reason = (str(e) or type(e).__name__).splitlines()[0]
+        raise ValueError(f"{path}: not a readable {suffix[1:]} table ({reason})") from None
+
+
+def _not_utf8(path: Path) -> ValueError:
+    "The error for a file that is not UTF-8 text, naming its first bad line."
+    data = path.read_bytes()
+    try: data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        return ValueError(f"{path}: line {line}: not UTF-8 text")
+    return ValueError(f"{path}: not UTF-8 text")
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
-    "A local table: `.csv`, `.jsonl`, `.json` (records) or `.parquet`."
+    "A local `.csv` (cells as text), `.jsonl`, `.json` (records) or `.parquet` table; errors name the file."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"no such file: {path}")
     suffix = path.suffix.lower()
-    if suffix == ".csv": return pd.read_csv(path)
-    if suffix == ".jsonl": return pd.read_json(path, lines=True, dtype=False, precise_float=True)
-    if suffix == ".json": return pd.read_json(path, dtype=False, precise_float=True)
-    if suffix == ".parquet": return pd.read_parquet(path)
-    raise ValueError(f"{path}: unsupported table format {suffix!r}; use .csv, .jsonl, .json or .parquet")
+    if suffix not in (".csv", ".jsonl", ".json", ".parquet"):
+        raise ValueError(f"{path}: unsupported table format {suffix!r}; use .csv, .jsonl, .json or .parquet")
+    if path.stat().st_size == 0: raise ValueError(f"{path}: empty file")
+    try: df = pd.DataFrame(read_jsonl(path)) if suffix == ".jsonl" else _read_with_pandas(path, suffix)
+    except UnicodeDecodeError: raise _not_utf8(path) from None
+    if df.empty: raise ValueError(f"{path}: no rows")
+    return df
 
 
 def check_columns(df: pd.DataFrame, columns: Sequence[str], source: str) -> pd.DataFrame:
@@ -91,11 +127,31 @@ def check_columns(df: pd.DataFrame, columns: Sequence[str], source: str) -> pd.D
     return df
 
 
-def parse_list_columns(df: pd.DataFrame, source: str) -> pd.DataFrame:
-    "A copy of `df` whose list columns hold lists (or None)."
+def _checked(value: Any, kind: str, where: str) -> Any:
+    "A `text` or `number` cell checked for its kind (a number becomes a float); a missing value passes unchanged."
+    if is_missing(value): return value
+    if kind == "text":
+        if isinstance(value, str): return value
+    elif isinstance(value, (numbers.Real, str)) and not isinstance(value, bool):
+        try: return float(value)
+        except ValueError: pass
+    expected = "text" if kind == "text" else "a number"
+    raise ValueError(f"{where}: expected {expected}, got {type(value).__name__} {str(value)[:60]!r}")
+
+
+def _checked_cell(value: Any, kind: str, where: str) -> Any:
+    "A cell of a column of this kind (`text`, `number`, `texts` or `numbers`), checked and converted."
+    if kind not in ("texts", "numbers"): return _checked(value, kind, where)
+    items = parse_list(value, where)
+    return None if items is None else [_checked(x, kind[:-1], f"{where} element {k}") for k, x in enumerate(items)]
+
+
+def parse_columns(df: pd.DataFrame, source: str, kinds: dict[str, str] = COLUMN_KINDS) -> pd.DataFrame:
+    "A copy of `df` whose columns named in `kinds` are checked and converted; a bad cell names source, row and column."
     df = df.copy()
-    for column in (c for c in LIST_COLUMNS if c in df.columns):
-        df[column] = [parse_list(v, f"{source}: row {i} column {column!r}") for i, v in enumerate(df[column])]
+    for column, kind in kinds.items():
+        if column in df.columns:
+            df[column] = [_checked_cell(v, kind, f"{source}: row {i} column {column!r}") for i, v in enumerate(df[column])]
     return df
 
 
@@ -107,7 +163,7 @@ def load_lc_config(config: str, source: str | Path | None = None, split: str = "
         df, where = load_dataset(HUB_DATASET, name=config, split=split).to_pandas(), f"{HUB_DATASET}/{config}/{split}"
     else:
         df, where = read_table(source), str(source)
-    return parse_list_columns(check_columns(df, LC_CONFIGS[config], where), where)
+    return parse_columns(check_columns(df, LC_CONFIGS[config], where), where)
 
 # %% ../nbs/45_lc_data.ipynb #db0ea7bc
 QUESTION_COLUMNS = ("question_id", "question", "ground_truth_top_answer")
@@ -126,7 +182,7 @@ def attach_questions(df: pd.DataFrame, questions: pd.DataFrame | str | Path) -> 
     "`df` with question text and answers joined on `question_id` (columns `df` already has are kept)."
     source = str(questions) if not isinstance(questions, pd.DataFrame) else "questions"
     table = questions if isinstance(questions, pd.DataFrame) else read_table(questions)
-    table = parse_list_columns(check_columns(table, QUESTION_COLUMNS, source), source)
+    table = parse_columns(check_columns(table, QUESTION_COLUMNS, source), source)
     extra = [c for c in table.columns if c != "question_id" and c not in df.columns]
     return df.merge(table[["question_id", *extra]].drop_duplicates("question_id"), on="question_id", how="left")
 

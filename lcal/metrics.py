@@ -34,16 +34,31 @@ def _sort_by_conf(conf, correct):
     return np.take_along_axis(conf, order, -1), np.take_along_axis(correct, order, -1)
 
 
-def _tie_mean(sorted_conf, values):
-    "Replace each value by the mean over its block of equal confidences (per row of a sorted batch)."
+def _tie_starts(sorted_conf):
+    "True where a block of equal confidences begins (per row of a sorted batch; every row begins one)."
     starts = np.ones(sorted_conf.shape, dtype=bool)
     starts[..., 1:] = sorted_conf[..., 1:] != sorted_conf[..., :-1]
-    block = np.cumsum(starts.ravel()) - 1          # rows never share a block: each row starts a new one
-    means = np.bincount(block, weights=values.ravel()) / np.bincount(block)
-    return means[block].reshape(values.shape)
+    return starts
+
+
+def _run_sum(starts, values):
+    "Replace each value by the sum over its run; runs begin where `starts` is True (rows never share a run)."
+    run = np.cumsum(starts.ravel()) - 1
+    return np.bincount(run, weights=values.ravel())[run].reshape(values.shape)
+
+
+def _tie_mean(sorted_conf, values):
+    "Replace each value by the mean over its block of equal confidences (per row of a sorted batch)."
+    starts = _tie_starts(sorted_conf)
+    return _run_sum(starts, values) / _run_sum(starts, np.ones(values.shape))
 
 # %% ../nbs/30_metrics.ipynb #23a36b4c
 BINNINGS = ("equal_mass", "equal_width")
+
+
+def _equal_mass_sizes(n: int, n_bins: int) -> np.ndarray:
+    "Sizes of `min(n_bins, n)` consecutive bins of n sorted items, differing by at most one (larger bins first)."
+    return np.array([len(part) for part in np.array_split(np.arange(n), min(n_bins, n))])
 
 
 def _bin_sums(conf, correct, n_bins: int, binning: str, lc_compat: bool):
@@ -66,7 +81,7 @@ def _bin_sums(conf, correct, n_bins: int, binning: str, lc_compat: bool):
         conf, correct = conf[..., :per_bin * n_bins], correct[..., :per_bin * n_bins]   # drop the remainder
     else:
         correct = _tie_mean(conf, correct)
-        sizes = np.array([len(part) for part in np.array_split(np.arange(n), min(n_bins, n))])
+        sizes = _equal_mass_sizes(n, n_bins)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     counts = np.broadcast_to(sizes.astype(float), conf.shape[:-1] + sizes.shape)
     return counts, np.add.reduceat(conf, starts, axis=-1), np.add.reduceat(correct, starts, axis=-1)
@@ -97,13 +112,29 @@ def ece(conf, correct, n_bins: int = 15, binning: str = "equal_mass", lc_compat:
     return np.abs(correct_sums - conf_sums).sum(-1) / counts.sum(-1)
 
 # %% ../nbs/30_metrics.ipynb #a070ccb4
+def _tie_order_variance(conf, correct, n_bins: int):
+    "Per equal-mass bin: the variance of its accuracy over the orders of tied items (0 where it cuts no tie block)."
+    conf, correct = _sort_by_conf(conf, correct)
+    sizes = _equal_mass_sizes(conf.shape[-1], n_bins)
+    starts = np.cumsum(sizes) - sizes
+    bin_starts = np.zeros(conf.shape[-1], dtype=bool)
+    bin_starts[starts] = True
+    ties, ones = _tie_starts(conf), np.ones(conf.shape)
+    block, part = _run_sum(ties, ones), _run_sum(ties | bin_starts, ones)   # each item's tie block, its part in the bin
+    rate = _run_sum(ties, correct) / block
+    with np.errstate(invalid="ignore", divide="ignore"):       # summed over a part's items: the part's variance
+        per_item = np.where(block > 1, rate * (1 - rate) * (block - part) / (block - 1), 0.0)
+    return np.add.reduceat(per_item, starts, axis=-1) / sizes ** 2
+
+
 def debiased_ece(conf, correct, n_bins: int = 15, binning: str = "equal_mass"):
-    "Debiased L2 calibration error (Kumar et al. 2019): sqrt of the noise-corrected binned squared error."
+    "Debiased L2 calibration error (Kumar et al. 2019), averaged over the orders of tied items."
     conf, correct = _check(conf, correct)
     counts, conf_sums, correct_sums = _bin_sums(conf, correct, n_bins, binning, lc_compat=False)
+    spread = _tie_order_variance(conf, correct, n_bins) if binning == "equal_mass" else 0.0
     with np.errstate(invalid="ignore", divide="ignore"):
         acc, mean_conf = correct_sums / counts, conf_sums / counts
-        per_bin = (acc - mean_conf) ** 2 - acc * (1 - acc) / (counts - 1)
+        per_bin = (acc - mean_conf) ** 2 + spread - (acc * (1 - acc) - spread) / (counts - 1)
     per_bin = np.where(counts >= 2, per_bin, 0.0)
     return np.sqrt(np.maximum((counts * per_bin).sum(-1) / counts.sum(-1), 0.0))
 
@@ -218,15 +249,14 @@ def bootstrap_ci(metric: Callable, conf, correct, n_resamples: int = 10_000, see
     conf, correct = _check(conf, correct)
     if conf.ndim != 1: raise ValueError("bootstrap_ci takes one forecaster (1-D arrays)")
     if not 0 < level < 1: raise ValueError(f"level must be in (0, 1), got {level}")
-    order = np.argsort(conf, kind="stable")
-    sorted_conf, sorted_correct = conf[order], correct[order]
-    index_type = np.uint16 if conf.size <= 2**16 else np.int64         # 16-bit indices sort in linear time
+    rank = np.unique(conf, return_inverse=True)[1]                       # equal for tied items
+    rank = rank.astype(np.uint16 if conf.size <= 2**16 else np.int64)      # 16-bit keys sort in linear time
     rng = np.random.default_rng(seed)
     values = []
     for start in range(0, n_resamples, chunk):
-        index = rng.integers(0, conf.size, size=(min(chunk, n_resamples - start), conf.size), dtype=index_type)
-        index.sort(axis=-1, kind="stable")   # sorted draws of sorted items: the metric's own sort becomes a no-op
-        scored = np.asarray(metric(sorted_conf[index], sorted_correct[index]), dtype=float)
+        index = rng.integers(0, conf.size, size=(min(chunk, n_resamples - start), conf.size))
+        index = np.take_along_axis(index, np.argsort(rank[index], axis=-1, kind="stable"), -1)  # ties keep draw order
+        scored = np.asarray(metric(conf[index], correct[index]), dtype=float)
         if scored.shape != index.shape[:1]:
             raise ValueError(f"metric must map (R, N) arrays to R values; it returned shape {scored.shape}")
         values.append(scored)

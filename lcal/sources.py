@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -18,6 +18,16 @@ __all__ = ['SPLITS', 'SOURCE_KINDS', 'Question', 'Query', 'read_queries', 'write
 
 # %% ../nbs/06_sources.ipynb #b199c989
 SPLITS = ("sft", "rl", "eval")
+_FIELD_TYPES = {"text": (str,), "a list": (list,), "an id": (str, int)}  # an id: text or an integer
+
+
+def _field(row: dict, name: str, kind: str, prefix: str = ""):
+    "`row[name]` if present and of `kind` (a key of `_FIELD_TYPES`), else a one-line error naming the field."
+    if name not in row: raise ValueError(f"missing the field {prefix + name!r}")
+    value = row[name]
+    if isinstance(value, bool) or not isinstance(value, _FIELD_TYPES[kind]):
+        raise ValueError(f"the field {prefix + name!r} must be {kind}, got {type(value).__name__}")
+    return value
 
 
 @dataclass
@@ -27,6 +37,18 @@ class Question:
     question: str
     answer: str
     aliases: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, row: dict, prefix: str = "") -> "Question":
+        "A question from its JSON form; an unknown, missing or mistyped field is a one-line error naming it."
+        if not isinstance(row, dict): raise ValueError(f"{prefix.rstrip('.')} must be an object, got {type(row).__name__}")
+        unknown = sorted(set(row) - {f.name for f in fields(cls)})
+        if unknown: raise ValueError(f"unknown field {prefix + unknown[0]!r}")
+        aliases = row.get("aliases") or []
+        if not (isinstance(aliases, list) and all(isinstance(a, str) for a in aliases)):
+            raise ValueError(f"the field {prefix + 'aliases'!r} must be a list of text, got {aliases!r:.60}")
+        question_id, question = _field(row, "question_id", "an id", prefix), _field(row, "question", "text", prefix)
+        return cls(str(question_id), question, _field(row, "answer", "text", prefix), aliases)
 
 
 @dataclass
@@ -38,9 +60,10 @@ class Query:
 
     @classmethod
     def from_dict(cls, row: dict) -> "Query":
-        for name in ("query_id", "prompt", "questions"):
-            if name not in row: raise ValueError(f"missing the field {name!r}")
-        return cls(str(row["query_id"]), row["prompt"], [Question(**q) for q in row["questions"]])
+        "A query from its JSON form; a missing or mistyped field is a one-line error naming it."
+        query_id, prompt = _field(row, "query_id", "an id"), _field(row, "prompt", "text")
+        questions = _field(row, "questions", "a list")
+        return cls(str(query_id), prompt, [Question.from_dict(q, f"questions[{k}].") for k, q in enumerate(questions)])
 
 
 def read_queries(path: str | Path) -> list[Query]:
@@ -77,27 +100,29 @@ class Source:
 
 # %% ../nbs/06_sources.ipynb #26f9be8e
 def _table_queries(table, where: str) -> list[Query]:
-    from lcal.lc_data import check_columns, policy_prompt
+    "Queries from a checked LC-schema table (`lcal.lc_data.parse_columns`: text cells are text, lists are lists)."
+    from lcal.lc_data import check_columns, is_missing, policy_prompt
     check_columns(table, ("question_id", "paragraph_generation_prompt", "question", "ground_truth_top_answer"), where)
     queries = []
     for i, r in enumerate(table.to_dict("records")):
-        if not isinstance(r["question"], str): raise ValueError(f"{where}: row {i}: no question for {r['question_id']!r}")
-        aliases = r.get("ground_truth_answer_list")
-        aliases = list(aliases) if isinstance(aliases, (list, tuple)) and len(aliases) else [r["ground_truth_top_answer"]]
+        for column in ("paragraph_generation_prompt", "question", "ground_truth_top_answer"):
+            if is_missing(r[column]): raise ValueError(f"{where}: row {i}: no {column!r} for {r['question_id']!r}")
+        aliases = [a for a in r.get("ground_truth_answer_list") or [] if not is_missing(a)] or [r["ground_truth_top_answer"]]
         queries.append(Query(str(r["question_id"]), policy_prompt(r["paragraph_generation_prompt"]),
-                             [Question(str(r["question_id"]), r["question"], str(r["ground_truth_top_answer"]), aliases)]))
+                             [Question(str(r["question_id"]), r["question"], r["ground_truth_top_answer"], aliases)]))
     return queries
 
 
 def load_queries(spec: str | Path, questions: str | Path | None = None) -> list[Query]:
     "Queries from a `Query` JSON-lines file, an LC-schema table (joined with `questions`) or `tatsu-lab/<config>`."
-    from lcal.lc_data import HUB_DATASET, attach_questions, load_lc_config, read_table
+    from lcal.lc_data import HUB_DATASET, attach_questions, load_lc_config, parse_columns, read_table
     spec = str(spec)
     if spec.startswith(HUB_DATASET + "/"): table, where = load_lc_config(spec.split("/")[-1]), spec
     else:
         if not Path(spec).exists(): raise FileNotFoundError(f"{spec}: no such file")
-        if spec.endswith(".jsonl") and "prompt" in read_jsonl(spec)[0]: return read_queries(spec)
-        table, where = read_table(spec), spec
+        table, where = read_table(spec), spec               # an unreadable or empty file: an error naming it
+        if spec.endswith(".jsonl") and "prompt" in table.columns: return read_queries(spec)
+        table = parse_columns(table, where)
     if "question" not in table.columns or table["question"].isna().any():
         if questions is None: raise ValueError(f"{where}: has no questions; pass a question table (questions=...)")
         table = attach_questions(table.drop(columns=[c for c in ("question",) if c in table.columns]), questions)

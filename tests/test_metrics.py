@@ -145,3 +145,128 @@ def test_smooth_ece_matches_relplot():
         correct = (rng.uniform(size=n) < conf ** power).astype(float)
         assert M.smooth_ece(conf, correct) == pytest.approx(relplot.smECE(conf, correct), abs=2e-3)
         assert M.smooth_ece(conf, correct, sigma=0.05) == pytest.approx(relplot.smECE_sigma(conf, correct, 0.05), abs=2e-3)
+
+
+# --- Tied confidences (LC confidences take a few values): the debiased estimator and the bootstrap ---------------
+
+LC_VALUES = np.array([0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 1.0])      # what linguistic confidences map to
+LC_SHARES = np.array([0.05, 0.1, 0.15, 0.2, 0.2, 0.2, 0.1])
+LC_ACCURACY = np.array([0.15, 0.25, 0.4, 0.5, 0.6, 0.65, 0.8])  # true P(correct | confidence): overconfident
+LC_TRUE_L2 = float(np.sqrt((LC_SHARES * (LC_VALUES - LC_ACCURACY) ** 2).sum()))   # 0.1854
+
+
+def lc_style(rng, size):
+    "Confidences drawn from LC_VALUES and outcomes from LC_ACCURACY (arrays of shape `size`)."
+    pick = rng.choice(len(LC_VALUES), size=size, p=LC_SHARES)
+    return LC_VALUES[pick], (rng.uniform(size=size) < LC_ACCURACY[pick]).astype(int)
+
+
+def kumar_squared_error(conf, correct, n_bins):
+    """Kumar, Liang & Ma (2019), the debiased squared calibration error on equal-mass bins of the given item order:
+    sum over bins of n_b/N * [(mean y - mean c)^2 - mean y (1 - mean y) / (n_b - 1)], bins of fewer than 2 items 0."""
+    n, total = len(conf), 0.0
+    bounds = np.cumsum([0] + [n // n_bins + (b < n % n_bins) for b in range(min(n_bins, n))])
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        if hi - lo < 2: continue
+        y, c = np.mean(correct[lo:hi]), np.mean(conf[lo:hi])
+        total += (hi - lo) / n * ((y - c) ** 2 - y * (1 - y) / (hi - lo - 1))
+    return total
+
+
+def kumar_over_tie_orders(conf, correct, n_bins, n_orders, seed):
+    "Mean and standard error of `kumar_squared_error` over random orders of tied items (each sorted by confidence)."
+    rng, values = np.random.default_rng(seed), []
+    for _ in range(n_orders):
+        shuffled = rng.permutation(len(conf))
+        order = shuffled[np.argsort(conf[shuffled], kind="stable")]
+        values.append(kumar_squared_error(conf[order], correct[order], n_bins))
+    return np.mean(values), np.std(values) / np.sqrt(n_orders)
+
+
+@pytest.mark.parametrize("binning, theirs", [("equal_mass", "get_equal_bins"), ("equal_width", "get_equal_prob_bins")])
+@pytest.mark.parametrize("n_bins", [1, 10, 15])
+def test_debiased_ece_of_a_constant_forecaster_matches_uncertainty_calibration(binning, theirs, n_bins):
+    "Confidence 0.7 on every item, half of them right: the gap is 0.2, less the noise of one group of 100."
+    conf, correct = np.full(100, 0.7), np.r_[np.ones(50), np.zeros(50)].astype(int)
+    expected = calibration.lower_bound_scaling_ce(conf, correct, p=2, debias=True, num_bins=n_bins,
+                                                  binning_scheme=getattr(calibration, theirs))
+    assert expected == pytest.approx(np.sqrt(0.2 ** 2 - 0.25 / 99))
+    assert M.debiased_ece(conf, correct, n_bins, binning=binning) == pytest.approx(expected)
+
+
+def test_debiased_ece_matches_uncertainty_calibration_when_tie_blocks_fill_the_bins():
+    "Seven confidences with 40 items each in 7 equal-mass bins: both implementations bin by confidence value."
+    rng = np.random.default_rng(9)
+    pick = rng.permutation(np.repeat(np.arange(7), 40))
+    conf, correct = LC_VALUES[pick], (rng.uniform(size=280) < LC_ACCURACY[pick]).astype(int)
+    expected = calibration.lower_bound_scaling_ce(conf, correct, p=2, debias=True, num_bins=7)
+    assert M.debiased_ece(conf, correct, n_bins=7) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("n, n_bins", [(60, 15), (137, 15), (301, 20)])
+def test_debiased_ece_on_ties_is_the_paper_estimator_averaged_over_tie_orders(n, n_bins):
+    "Where equal-mass bins cut through tie blocks, the estimate is Kumar et al.'s formula averaged over tie orders."
+    conf, correct = lc_style(np.random.default_rng(n), n)
+    expected, error = kumar_over_tie_orders(conf, correct, n_bins, n_orders=4000, seed=n)
+    assert expected > 0 and M.debiased_ece(conf, correct, n_bins) ** 2 == pytest.approx(expected, abs=4 * error)
+
+
+@pytest.mark.parametrize("n, tolerance", [(100, 0.03), (300, 0.02), (1000, 0.01)])
+def test_debiased_ece_agrees_with_uncertainty_calibration_on_lc_style_data(n, tolerance):
+    "uncertainty-calibration puts a tie block cut by a bin edge wholly in one bin, so agreement is close, not exact."
+    rng = np.random.default_rng(10 + n)
+    ours, theirs = [], []
+    for _ in range(40):
+        conf, correct = lc_style(rng, n)
+        ours.append(M.debiased_ece(conf, correct))
+        theirs.append(calibration.lower_bound_scaling_ce(conf, correct, p=2, debias=True, num_bins=15))
+    np.testing.assert_allclose(ours, theirs, atol=tolerance)
+    assert np.mean(ours) == pytest.approx(np.mean(theirs), abs=tolerance / 4)
+
+
+@pytest.mark.parametrize("n", [100, 300, 1000])
+def test_debiased_ece_is_unbiased_on_lc_style_data(n):
+    "400 data sets of n items with a known true L2 calibration error: the squared estimate is right on average."
+    conf, correct = lc_style(np.random.default_rng(n), (400, n))
+    estimates = M.debiased_ece(conf, correct)
+    assert np.mean(estimates ** 2) == pytest.approx(LC_TRUE_L2 ** 2, abs=0.003)
+    assert np.mean(estimates) == pytest.approx(LC_TRUE_L2, abs=0.02)        # sqrt of an unbiased square: a bit low
+
+
+def file_ordered_ties(seed=11, n=200):
+    "LC-style items as a file might hold them: sorted by confidence, right answers first within each confidence."
+    rng = np.random.default_rng(seed)
+    conf = rng.choice([0.3, 0.5, 0.7, 0.9], size=n, p=[0.2, 0.3, 0.3, 0.2])
+    correct = (rng.uniform(size=n) < conf - 0.1).astype(int)
+    order = np.lexsort((-correct, conf))
+    return conf[order], correct[order]
+
+
+def test_bootstrap_resamples_keep_draw_order_within_ties():
+    "Each resample reaches the metric sorted by confidence, but tied items stay in the order they were drawn."
+    conf, correct = np.full(100, 0.5), np.r_[np.ones(50), np.zeros(50)]
+    seen = []
+    def record(c, y):
+        seen.append((c, y))
+        return y.mean(-1)
+    M.bootstrap_ci(record, conf, correct, n_resamples=200, chunk=50)
+    rows = np.concatenate([y for _, y in seen[:-1]])                   # the last call is the point estimate
+    assert rows.shape == (200, 100)
+    right_answers_first = (np.diff(rows, axis=-1) <= 0).all(-1)       # what sorting the drawn indices gives
+    assert right_answers_first.mean() < 0.01
+    tied = np.c_[np.full(60, 0.2), np.full(60, 0.9)]
+    rows = []
+    M.bootstrap_ci(lambda c, y: rows.append(c) or y.mean(-1), tied.ravel(), np.ones(120), n_resamples=20)
+    assert all((np.diff(r, axis=-1) >= 0).all() for r in rows[:-1])   # the point estimate sees the input order
+
+
+def test_lc_compat_bootstrap_follows_the_reference_procedure():
+    "The reference draws each resample, keeps its order and stable-sorts by confidence; lc_compat bins depend on it."
+    conf, correct = file_ordered_ties()
+    metric = functools.partial(M.ece, n_bins=20, lc_compat=True)
+    ours = M.bootstrap_ci(metric, conf, correct, n_resamples=10_000, seed=0)
+    rng = np.random.default_rng(1)
+    reference = [metric(conf[index], correct[index]) for index in (rng.choice(conf.size, conf.size) for _ in range(10_000))]
+    low, high = np.percentile(reference, [2.5, 97.5])
+    assert ours.estimate == pytest.approx(metric(conf, correct))
+    assert ours.low == pytest.approx(low, abs=0.006) and ours.high == pytest.approx(high, abs=0.006)
