@@ -108,13 +108,17 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
-    "Read JSON lines; a malformed line raises a one-line error naming the file and line number."
+    "Read JSON lines, one object a line (blank lines skipped); a bad line is a one-line error naming file and line."
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for i, data in enumerate(f, 1):
+            try: line = data.decode("utf-8")
+            except UnicodeDecodeError: raise ValueError(f"{path}: line {i}: not UTF-8 text") from None
             if not line.strip(): continue
-            try: rows.append(json.loads(line))
-            except json.JSONDecodeError as e: raise ValueError(f"{path}:{i}: not valid JSON ({e.msg})") from None
+            try: row = json.loads(line)
+            except json.JSONDecodeError as e: raise ValueError(f"{path}:{i}: not a JSON object ({e.msg})") from None
+            if not isinstance(row, dict): raise ValueError(f"{path}:{i}: not a JSON object (a {type(row).__name__})")
+            rows.append(row)
     return rows
 
 

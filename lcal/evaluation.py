@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from .core import get_logger, read_jsonl, stable_hash, write_parquet
+from .core import get_logger, stable_hash, write_parquet
 from .rolesets import RoleSet, build_roles, role_spec
 from .sources import question_rows
 from .stages import keyed_stage
@@ -23,48 +23,62 @@ from .metrics import calibration_report
 log = get_logger("evaluation")
 
 # %% auto #0
-__all__ = ['log', 'QUESTION_COLUMNS', 'PARAGRAPH_COLUMNS', 'read_table', 'read_questions', 'read_paragraphs', 'frame_stage',
-           'Evaluation', 'graded_answer', 'MetricSettings', 'evaluate_paragraphs', 'evaluate_model', 'results_table',
-           'markdown_table', 'write_report', 'pool_claims', 'evaluate_biographies', 'spread_sample', 'eval_command']
+__all__ = ['log', 'QUESTION_COLUMNS', 'PARAGRAPH_COLUMNS', 'QUESTION_KINDS', 'PARAGRAPH_KINDS', 'source_name', 'checked_table',
+           'read_questions', 'read_paragraphs', 'frame_stage', 'Evaluation', 'graded_answer', 'MetricSettings',
+           'evaluate_paragraphs', 'evaluate_model', 'results_table', 'markdown_table', 'write_report', 'pool_claims',
+           'evaluate_biographies', 'spread_sample', 'eval_command']
 
 # %% ../nbs/34_evaluation.ipynb #d7a24e4a
 QUESTION_COLUMNS = ("query_id", "prompt", "question_id", "question", "answer")
 PARAGRAPH_COLUMNS = ("query_id", "paragraph")
+QUESTION_KINDS = {"prompt": "text", "question": "text", "answer": "text", "aliases": "texts"}  # lcal.lc_data kinds
+PARAGRAPH_KINDS = {"paragraph": "text", "sample": "number"}
 
 
-def read_table(source, columns: Sequence[str], name: str) -> pd.DataFrame:
-    "A DataFrame from a DataFrame, list of dicts or file, checked to have `columns` (one-line error otherwise)."
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.exists(): raise FileNotFoundError(f"{path}: no such file")
-        readers = {".parquet": pd.read_parquet, ".csv": pd.read_csv, ".jsonl": lambda p: pd.DataFrame(read_jsonl(p))}
-        if path.suffix not in readers: raise ValueError(f"{path}: expected a .parquet, .jsonl or .csv file")
-        frame, name = readers[path.suffix](path), str(path)
+def source_name(source, name: str) -> str:
+    "What errors call an input: its path, or `name` for a table given in memory."
+    return str(source) if isinstance(source, (str, Path)) else name
+
+
+def checked_table(source, columns: Sequence[str], name: str, kinds: dict[str, str]) -> pd.DataFrame:
+    """A DataFrame from a DataFrame, list of dicts or file, with every one of `columns` present and filled and the
+    cells of the columns in `kinds` checked and converted (`lcal.lc_data.parse_columns`); one-line errors otherwise."""
+    from lcal.lc_data import parse_columns, read_table  # here, not at the top: lc_data imports torch
+    name = source_name(source, name)
+    if isinstance(source, (str, Path)): frame = read_table(source)
     else: frame = source.copy() if isinstance(source, pd.DataFrame) else pd.DataFrame(list(source))
     for column in columns:
         if column not in frame.columns: raise ValueError(f"{name}: missing column {column!r}")
         if frame[column].isna().any():
-            raise ValueError(f"{name}: column {column!r} has an empty value in row {int(frame[column].isna().argmax())}")
-    return frame.reset_index(drop=True)
+            raise ValueError(f"{name}: row {int(frame[column].isna().argmax())} column {column!r}: empty")
+    return parse_columns(frame.reset_index(drop=True), name, kinds)
 
 
 def read_questions(source) -> pd.DataFrame:
     "A checked question table (aliases default to the answer; question ids must be unique)."
+    from lcal.lc_data import is_missing
     if isinstance(source, (list, tuple)) and source and hasattr(source[0], "questions"): source = question_rows(source)
-    frame = read_table(source, QUESTION_COLUMNS, "questions")
+    frame = checked_table(source, QUESTION_COLUMNS, "questions", QUESTION_KINDS)
     if frame.question_id.duplicated().any():
-        raise ValueError(f"questions: duplicate question_id {frame.question_id[frame.question_id.duplicated()].iloc[0]!r}")
+        raise ValueError(f"{source_name(source, 'questions')}: duplicate question_id "
+                         f"{frame.question_id[frame.question_id.duplicated()].iloc[0]!r}")
     if "aliases" not in frame.columns: frame["aliases"] = None
-    frame["aliases"] = [list(a) if isinstance(a, (list, tuple, np.ndarray)) and len(a) else [y]
-                        for a, y in zip(frame.aliases, frame.answer)]
+    frame["aliases"] = [[a for a in (aliases or []) if not is_missing(a)] or [answer]
+                        for aliases, answer in zip(frame.aliases, frame.answer)]
     for column in ("query_id", "question_id"): frame[column] = frame[column].astype(str)
     return frame[[*QUESTION_COLUMNS, "aliases"]]
 
 
 def read_paragraphs(source) -> pd.DataFrame:
     "A checked paragraph table (`sample` defaults to 0)."
-    frame = read_table(source, PARAGRAPH_COLUMNS, "paragraphs")
+    from lcal.lc_data import is_missing
+    frame = checked_table(source, PARAGRAPH_COLUMNS, "paragraphs", PARAGRAPH_KINDS)
     if "sample" not in frame.columns: frame["sample"] = 0
+    for row, sample in enumerate(frame["sample"]):
+        if is_missing(sample) or not float(sample).is_integer():
+            raise ValueError(f"{source_name(source, 'paragraphs')}: row {row} column 'sample': expected a whole number, "
+                             f"got {sample!r}")
+    frame["sample"] = frame["sample"].astype(int)
     frame["query_id"] = frame.query_id.astype(str)
     return frame[["query_id", "sample", "paragraph"]]
 
@@ -313,7 +327,7 @@ def pool_claims(claims: pd.DataFrame) -> pd.DataFrame:
 def evaluate_biographies(texts, decomposer, verifier, out_dir: str | Path, method: str = "model",
                          dataset: str = "biographies", metrics: MetricSettings | None = None) -> Evaluation:
     "Per-claim evaluation of texts (`topic`, `text`, optional `text_id`): pooled accuracy and ECE with CIs."
-    texts = read_table(texts, ("topic", "text"), "texts")
+    texts = checked_table(texts, ("topic", "text"), "texts", {"topic": "text", "text": "text"})
     if "text_id" not in texts.columns: texts["text_id"] = [str(i) for i in range(len(texts))]
     texts["text_id"] = texts.text_id.astype(str)
     metrics = metrics or MetricSettings()

@@ -1,6 +1,8 @@
 """End-to-end tests of lcal.evaluation: LLM-prompted judges on a scripted fake backend, the `lcal eval` command on a
 tiny local model, resumability (zero calls on rerun), bad input and unparseable judge replies."""
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -9,7 +11,7 @@ import pytest
 from lcal.backends import HFBackend
 from lcal.rolesets import RoleSet
 from lcal.evaluation import (MetricSettings, eval_command, evaluate_biographies, evaluate_model,
-                             evaluate_paragraphs, spread_sample, write_report)
+                             evaluate_paragraphs, read_questions, spread_sample, write_report)
 from lcal.llm_roles import (BM25, LLMAnswerExtractor, LLMClaimDecomposer, LLMClaimVerifier, LLMEquivalenceJudge,
                             LLMForecaster)
 from scripted_judge import ScriptedJudge
@@ -109,6 +111,65 @@ def test_bad_input_names_file_and_column_and_keeps_finished_stages(judge, tmp_pa
     assert eval_command(["--questions", str(bad_q), "--paragraphs", f"lc={bad}", "--judge", "hf:x",
                          "--out", str(tmp_path / "out")]) == 2
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "out").rglob("*.parquet")) == stages
+
+
+def aliased_rows():
+    "The question rows with aliases the answer alone does not cover: Bram's birthplace is also known as Ostwick."
+    rows = question_rows()
+    rows[2].update(answer="Lindmere", aliases=["Lindmere", "Ostwick"])
+    return rows
+
+
+def test_csv_aliases_count_as_in_jsonl(judge, tmp_path):
+    "Issue 15.9: CSV aliases (JSON lists or pandas' list literals) were replaced by [answer], changing the accuracy."
+    _, roles = judge
+    rows = aliased_rows()
+    jsonl = tmp_path / "questions.jsonl"
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pandas_csv, json_csv = tmp_path / "pandas.csv", tmp_path / "json.csv"
+    pd.DataFrame(rows).to_csv(pandas_csv, index=False)                 # lists as Python literals: ['1931', 'in 1931']
+    pd.DataFrame([{**r, "aliases": json.dumps(r["aliases"]) if "aliases" in r else ""} for r in rows]).to_csv(
+        json_csv, index=False)                                         # the documented convention: ["1931", "in 1931"]
+    reports = {path.name: evaluate_paragraphs(path, PARAGRAPHS, roles, tmp_path / path.stem, "lc", "toy",
+                                              metrics=MetricSettings(n_resamples=100)).report
+               for path in (jsonl, pandas_csv, json_csv)}
+    assert reports["questions.jsonl"]["accuracy"] == pytest.approx(3 / 6)  # Bram's "Ostwick" is an accepted alias
+    assert reports["pandas.csv"]["accuracy"] == reports["json.csv"]["accuracy"] == reports["questions.jsonl"]["accuracy"]
+
+
+@pytest.mark.parametrize("table, row, column, got", [
+    ("questions", 1, "answer", "got dict"), ("questions", 4, "question", "got int"),
+    ("paragraphs", 2, "paragraph", "got list"), ("paragraphs", 1, "sample", "'first'"),
+    ("aliases.csv", 3, "aliases", "not a list literal")])
+def test_mistyped_inputs_are_one_line_errors_naming_file_row_and_column(judge, tmp_path, table, row, column, got):
+    "Issue 15.9: a dict answer, an int question, a list paragraph used to pass through str()."
+    _, roles = judge
+    questions, paragraphs = aliased_rows(), [dict(p) for p in PARAGRAPHS]
+    if table == "aliases.csv":
+        questions[row]["aliases"] = "1950|in 1950"
+        path = tmp_path / table
+        pd.DataFrame(questions).to_csv(path, index=False)
+    else:
+        bad = {"answer": {"value": "1931"}, "question": 7, "paragraph": ["Bram Holt", "Ostwick"], "sample": "first"}[column]
+        (questions if table == "questions" else paragraphs)[row][column] = bad
+        path = tmp_path / f"{table}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in (questions if table == "questions" else paragraphs)))
+    given = {"questions": questions, "paragraphs": paragraphs, ("questions" if table != "paragraphs" else "paragraphs"): path}
+    with pytest.raises(ValueError) as error:
+        evaluate_paragraphs(given["questions"], given["paragraphs"], roles, tmp_path / "out", "lc")
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{path}: row {row} column {column!r}") and got in message
+
+
+def test_the_readme_csv_convention_for_list_columns_is_what_lcal_eval_reads(tmp_path):
+    "Issue 15.9: the README says how a CSV --questions file holds aliases; a file written as it says reads that way."
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    said = [p for p in readme.split("\n\n") if "`--questions` file" in p and "CSV" in p]
+    assert len(said) == 1, "the README's evaluation recipe states the CSV convention for list columns once"
+    cell = re.search(r"`(\[.*?\])`", said[0]).group(1)
+    path = tmp_path / "questions.csv"
+    pd.DataFrame([{**question_rows()[0], "aliases": cell}]).to_csv(path, index=False)
+    assert read_questions(path).aliases[0] == json.loads(cell)
 
 
 def test_biography_evaluation_pools_claims_with_bm25_evidence(tmp_path):
