@@ -111,9 +111,16 @@ class ValueModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs) -> "ValueModel":
-        "A value model whose backbone is loaded from a causal-LM or reward-model directory."
-        from transformers import AutoModel
-        return cls(AutoModel.from_pretrained(path, **kwargs))
+        """A value model whose backbone is loaded from a causal-LM or reward-model directory. The checkpoint is loaded
+        with the head it was saved with and the head is then dropped, so no weight of it goes unused (loading only the
+        backbone would leave the head's weights unread, which transformers reports on every load)."""
+        from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
+        architectures = AutoConfig.from_pretrained(path).architectures or []
+        saved_as = lambda *suffixes: any(a.endswith(suffixes) for a in architectures)
+        if saved_as("ForSequenceClassification"): loader = AutoModelForSequenceClassification
+        elif saved_as("ForCausalLM", "LMHeadModel"): loader = AutoModelForCausalLM
+        else: return cls(AutoModel.from_pretrained(path, **kwargs))
+        return cls(loader.from_pretrained(path, **kwargs).base_model)
 
     def forward(self, input_ids, attention_mask=None, position_ids=None) -> torch.Tensor:
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
