@@ -21,9 +21,9 @@ from .cli import command_parser
 from .core import get_logger, write_json
 
 # %% auto #0
-__all__ = ['FAKE_SERVER', 'BENCH_KEY_ENV', 'BACKEND_TARGETS', 'BENCHMARKS', 'timed', 'interleaved_medians', 'benchmark_model',
-           'reference_sampling', 'bare_batched_generate', 'bench_hf', 'LocalServer', 'bench_api', 'bench_backends',
-           'meets', 'report_lines', 'bench_command']
+__all__ = ['FAKE_SERVER', 'BENCH_KEY_ENV', 'BACKEND_TARGETS', 'ENTAILMENT_TARGETS', 'BENCHMARKS', 'timed', 'interleaved_medians',
+           'benchmark_model', 'reference_sampling', 'bare_batched_generate', 'bench_hf', 'LocalServer', 'bench_api',
+           'bench_backends', 'meets', 'report_lines', 'bench_command']
 
 # %% ../nbs/19_bench.ipynb #dff5d1eb
 def timed(fn: Callable, *args, **kwargs) -> float:
@@ -193,8 +193,17 @@ def bench_backends(args) -> dict:
     return results
 
 # %% ../nbs/19_bench.ipynb #ffb04b97
+ENTAILMENT_TARGETS = {"entailment_speedup_vs_reference": (">=", 10.0), "entailment_agreement": (">=", 1.0)}
+
+
+def _bench_entailment(args) -> dict:
+    from lcal.entailment import bench_entailment  # described there
+    return bench_entailment(args)
+
+
 BENCHMARKS: dict[str, tuple[Callable, dict, str]] = {
     "backends": (bench_backends, BACKEND_TARGETS, "local HF sampling, API concurrency and the request cache"),
+    "entailment": (_bench_entailment, ENTAILMENT_TARGETS, "batched NLI checks against one generate per check"),
 }
 
 
@@ -217,7 +226,8 @@ def bench_command(argv: list[str]) -> int:
     parser.add_argument("--json", type=Path, help="also write all results to this file")
     parser.add_argument("--model", default="world",
                         help="local model: `world` (the simulated world's base model, trained on first use), `tiny` "
-                             "(a random tiny Llama of its shape) or a model directory (with the world's prompts)")
+                             "(a random tiny Llama of its shape) or a model directory (with the world's prompts); for "
+                             "`entailment`, a seq2seq NLI model directory (default: a random tiny T5)")
     parser.add_argument("--quick", action="store_true", help="smaller workloads, one repeat (a smoke run)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)

@@ -80,6 +80,7 @@ def _llm_roles(spec: str, params, max_new_tokens: int, max_reasks: int = 2, chat
                batch_size: int = 10, knowledge=None, knowledge_name: str = "", **backend_kw) -> RoleSet:
     "The LLM roles of `lcal.llm_roles` on one backend."
     from lcal.backends import get_backend
+    from lcal.entailment import LLMEntailer
     from lcal.feedback_judges import LLMRankingJudge, LLMRatingJudge
     from lcal.llm_roles import (JUDGE_PARAMS, SUMMARY_PARAMS, LLMAnswerExtractor, LLMClaimDecomposer,
                                 LLMClaimVerifier, LLMEquivalenceJudge, LLMForecaster, LLMSummarizer)
@@ -95,13 +96,14 @@ def _llm_roles(spec: str, params, max_new_tokens: int, max_reasks: int = 2, chat
         decomposer=LLMClaimDecomposer(backend, judge_params, **common),
         rating=LLMRatingJudge(backend, judge_params, **common),
         ranking=LLMRankingJudge(backend, judge_params, **common),
+        entailer=LLMEntailer(backend, judge_params, **common),
         verifier=None if knowledge is None else LLMClaimVerifier(backend, knowledge, judge_params,
                                                                  knowledge_name=knowledge_name, **common))
 
 
 def build_roles(spec: str | Mapping[str, str], source=None, params=None, max_new_tokens: int = 512,
                 **kw) -> RoleSet:
-    "The roles named by `spec`: 'world'/'source' (the source's own), a backend spec (LLM roles), or a dict of both."
+    "The roles named by `spec`: 'world'/'source' (the source's own), a backend spec (LLM roles), 'nli:…', or a dict."
     if isinstance(spec, Mapping):
         unknown = set(spec) - {"default", *_ALIASES, *ROLE_NAMES}
         if unknown: raise ValueError(f"build_roles: unknown role(s) {', '.join(sorted(unknown))} in the roles dict; "
@@ -125,4 +127,7 @@ def build_roles(spec: str | Mapping[str, str], source=None, params=None, max_new
             raise ValueError(f"roles {spec!r}: source {key} has no roles of its own (real data); "
                              "name a backend instead, e.g. openai:gpt-4o-mini")
         return roles
+    if spec.startswith("nli:"):
+        from lcal.entailment import build_entailer
+        return RoleSet(entailer=build_entailer(spec))
     return _llm_roles(spec, params, max_new_tokens, **kw)

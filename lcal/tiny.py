@@ -14,8 +14,8 @@ import torch
 from .core import get_logger
 
 # %% auto #0
-__all__ = ['SPECIAL_TOKENS', 'CHAT_TEMPLATE', 'SAMPLE_TEXT', 'train_tokenizer', 'TinyModelConfig', 'build_tiny_model',
-           'count_parameters', 'save_tiny', 'load_tiny', 'make_tiny_lm']
+__all__ = ['SPECIAL_TOKENS', 'CHAT_TEMPLATE', 'SAMPLE_TEXT', 'NLI_LABELS', 'train_tokenizer', 'TinyModelConfig',
+           'build_tiny_model', 'count_parameters', 'save_tiny', 'load_tiny', 'make_tiny_lm', 'make_tiny_nli']
 
 # %% ../nbs/01_tiny.ipynb #f35d0929
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<bos>", "eos_token": "<eos>", "unk_token": "<unk>"}
@@ -138,3 +138,32 @@ def make_tiny_lm(path: str | Path, kind: str = "bpe", texts: Iterable[str] = SAM
     model = build_tiny_model(tokenizer, config)
     get_logger("tiny").debug("tiny model with %d parameters at %s", count_parameters(model), path)
     return save_tiny(model, tokenizer, path)
+
+# %% ../nbs/01_tiny.ipynb #6fbd6e5d
+NLI_LABELS = ("entailment", "neutral", "contradiction")
+
+
+def make_tiny_nli(path: str | Path, kind: str = "seq2seq", texts: Iterable[str] = SAMPLE_TEXT,
+                  config: TinyModelConfig | None = None, labels: Iterable[str] = NLI_LABELS, vocab_size: int = 512) -> Path:
+    "A random tiny NLI model (`seq2seq`: a T5 answering like TRUE; `classifier`: a BERT with `labels`) saved under `path`."
+    from transformers import BertConfig, BertForSequenceClassification, T5Config, T5ForConditionalGeneration
+    config = config or TinyModelConfig()
+    tokenizer = train_tokenizer(list(texts) + ["premise : hypothesis : 1"], kind="word", vocab_size=vocab_size)
+    ids = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(config.seed)
+    if kind == "seq2seq":
+        model = T5ForConditionalGeneration(T5Config(
+            d_model=config.hidden_size, d_kv=config.hidden_size // config.num_heads, d_ff=config.intermediate_size,
+            num_layers=config.num_layers, num_heads=config.num_heads, initializer_factor=5.0,
+            decoder_start_token_id=tokenizer.pad_token_id, **ids))
+        answer = {tokenizer.convert_tokens_to_ids("1"), tokenizer.eos_token_id}
+        model.generation_config.suppress_tokens = [i for i in range(len(tokenizer)) if i not in answer]
+    elif kind == "classifier":
+        labels = list(labels)
+        model = BertForSequenceClassification(BertConfig(
+            hidden_size=config.hidden_size, num_hidden_layers=config.num_layers, num_attention_heads=config.num_heads,
+            intermediate_size=config.intermediate_size, max_position_embeddings=config.max_position_embeddings,
+            initializer_range=0.1, id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)},
+            **ids))
+    else: raise ValueError(f"unknown NLI model kind {kind!r}; expected 'seq2seq' or 'classifier'")
+    return save_tiny(model.eval(), tokenizer, path)

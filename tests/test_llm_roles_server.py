@@ -76,7 +76,8 @@ def test_build_roles_on_an_api_backend(tmp_path):
     with FakeLLMServer(respond=Model()) as server:
         roles = roles_on("openai", server, tmp_path, max_new_tokens=300)
         spec = roles.spec()
-        assert set(spec) == {"summarizer", "extractor", "forecaster", "judge", "decomposer", "rating", "ranking"}
+        assert set(spec) == {"summarizer", "extractor", "forecaster", "judge", "decomposer", "rating", "ranking",
+                             "entailer"}
         assert {s["backend"] for s in spec.values()} == {"openai:judge-model"}
         assert spec["summarizer"]["prompt"] == "summarize_samples/v1"
         assert spec["summarizer"]["params"]["max_new_tokens"] == spec["judge"]["params"]["max_new_tokens"] == 300
