@@ -33,7 +33,7 @@ def rl_config(output_dir: str | Path, algorithm: str = "grpo", **overrides):
     on_gpu = torch.cuda.is_available()
     defaults: dict[str, Any] = dict(
         output_dir=str(output_dir), use_cpu=not on_gpu, bf16=on_gpu or cpu_bf16_supported(),
-        gradient_checkpointing=False, save_strategy="no", report_to=[], logging_steps=1, ddp_find_unused_parameters=False,
+        activation_checkpointing=False, save_strategy="no", report_to=[], logging_steps=1, ddp_find_unused_parameters=False,
         disable_tqdm=not progress_enabled(),
         temperature=0.7, max_completion_length=48, num_generations=8, per_device_train_batch_size=8,
         learning_rate=1e-5, beta=0.0 if algorithm == "grpo" else 0.05, seed=0)
