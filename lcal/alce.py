@@ -20,7 +20,8 @@ log = get_logger("alce")
 # %% auto #0
 __all__ = ['log', 'ALCE_DATASETS', 'ALCE_METRICS', 'clean_output', 'remove_citations', 'cited_ids', 'normalize_answer',
            'asqa_correctness', 'qampari_predictions', 'qampari_correctness', 'sent_tokenize', 'citation_sentences',
-           'usable_citations', 'item_dataset', 'check_item', 'alce_averages', 'alce_scores', 'read_alce', 'write_alce']
+           'batch_entailer', 'EntailmentJudge', 'cited_passage', 'usable_citations', 'citation_verdicts',
+           'item_dataset', 'check_item', 'alce_averages', 'alce_scores', 'read_alce', 'write_alce']
 
 # %% ../nbs/70_alce.ipynb #3fcf0590
 _CITE = re.compile(r"\[(\d+)")
@@ -94,7 +95,8 @@ def citation_sentences(output: str, question: str, qampari: bool = False,
     return [f"{question} {s}" for s in sentences] if question_in_hypothesis else list(sentences)
 
 # %% ../nbs/70_alce.ipynb #2cf2a2a4
-def _batch_entailer(entail, entail_batch) -> Callable[[list[tuple[str, str]]], list]:
+def batch_entailer(entail, entail_batch=None) -> Callable[[list[tuple[str, str]]], list]:
+    "`[(premise, hypothesis), ...] -> verdicts` from a pair callable, a batch callable or an `Entailer` role."
     if (entail is None) == (entail_batch is None): raise ValueError("give one of entail or entail_batch")
     if entail_batch is not None: return entail_batch
     if hasattr(entail, "entails"):  # an lcal Entailer role
@@ -102,7 +104,7 @@ def _batch_entailer(entail, entail_batch) -> Callable[[list[tuple[str, str]]], l
     return lambda pairs: [entail(p, h) for p, h in pairs]
 
 
-class _Judge:
+class EntailmentJudge:
     "Memoised, batched entailment verdicts for (premise, hypothesis) pairs."
 
     def __init__(self, batch: Callable[[list[tuple[str, str]]], list]):
@@ -140,7 +142,8 @@ class _Judge:
         return results
 
 # %% ../nbs/70_alce.ipynb #3ec81ec1
-def _passage(docs: Sequence[dict], ids: Sequence[int]) -> str:
+def cited_passage(docs: Sequence[dict], ids: Sequence[int]) -> str:
+    "The premise of the documents `ids`: each as `Title: <title>` and its text, joined by newlines."
     return "\n".join(f"Title: {docs[i]['title']}\n{docs[i].get('sent', docs[i]['text'])}" for i in ids)
 
 
@@ -157,17 +160,18 @@ def usable_citations(sentence: str, n_docs: int, at_most_citations: Optional[int
     return ids[:at_most_citations]
 
 
-def _sentence_scores(docs, hypothesis: str, ids: Optional[list[int]], verdict) -> Optional[tuple[int, int, int]]:
-    if not ids: return 0, 0, 0
-    joint = verdict(_passage(docs, ids), hypothesis)
+def citation_verdicts(docs, hypothesis: str, ids: Optional[list[int]], verdict) -> Optional[tuple[bool, list[bool]]]:
+    "`(supported, [precise per counted citation])` of a sentence citing `ids` (`usable_citations`); None while a verdict is missing."
+    if not ids: return False, []
+    joint = verdict(cited_passage(docs, ids), hypothesis)
     if joint is None: return None
-    if not joint: return 0, 0, len(ids)
-    if len(ids) == 1: return 1, 1, 1
-    alone = [verdict(_passage(docs, [i]), hypothesis) for i in ids]
+    if not joint: return False, [False] * len(ids)
+    if len(ids) == 1: return True, [True]
+    alone = [verdict(cited_passage(docs, [i]), hypothesis) for i in ids]
     if None in alone: return None
-    rest = [None if a else verdict(_passage(docs, _without(ids, i)), hypothesis) for i, a in zip(ids, alone)]
+    rest = [None if a else verdict(cited_passage(docs, _without(ids, i)), hypothesis) for i, a in zip(ids, alone)]
     if any(r is None for a, r in zip(alone, rest) if not a): return None
-    return 1, sum(bool(a) or not r for a, r in zip(alone, rest)), len(ids)
+    return True, [bool(a) or not r for a, r in zip(alone, rest)]
 
 # %% ../nbs/70_alce.ipynb #29caa633
 ALCE_DATASETS = ("asqa", "qampari", "eli5", "expertqa")
@@ -256,7 +260,7 @@ def alce_scores(items: Sequence[dict], entail: Optional[Callable] = None, *,
         if kind == "qampari": example.update(qampari_correctness(text, item["answers"]))
         examples.append(example)
     if entail is not None or entail_batch is not None:
-        judge = _Judge(_batch_entailer(entail, entail_batch))
+        judge = EntailmentJudge(batch_entailer(entail, entail_batch))
         tasks = [_citation_task(item, kind, output, at_most_citations, question_in_hypothesis, split_sentences)
                  for item, kind, output in zip(items, kinds, outputs)]
         claims = [_claims_task(item, output, question_in_hypothesis) for item, kind, output in zip(items, kinds, outputs)
@@ -274,12 +278,12 @@ def _citation_task(item, kind, output, at_most_citations, question_in_hypothesis
     units = [(remove_citations(s).strip(), usable_citations(s, len(item["docs"]), at_most_citations)) for s in sentences]
 
     def task(verdict):
-        scores = [_sentence_scores(item["docs"], hyp, ids, verdict) for hyp, ids in units]
-        if None in scores: return None
-        n_cits = sum(s[2] for s in scores)
+        verdicts = [citation_verdicts(item["docs"], hyp, ids, verdict) for hyp, ids in units]
+        if None in verdicts: return None
+        n_cits = sum(len(precise) for _, precise in verdicts)
         return {"sentences": len(units), "citations": n_cits,
-                "citation_rec": sum(s[0] for s in scores) / len(units) if units else None,
-                "citation_prec": (sum(s[1] for s in scores) / n_cits if n_cits else 0.0) if units else None}
+                "citation_rec": sum(supported for supported, _ in verdicts) / len(units) if units else None,
+                "citation_prec": (sum(sum(precise) for _, precise in verdicts) / n_cits if n_cits else 0.0) if units else None}
     return task
 
 

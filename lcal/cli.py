@@ -55,6 +55,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "study": ("lcal.study:study_command", "`study lc`: LC over a grid of seeds and kernel variants, and which claims hold where"),
     "feedback": ("lcal.feedback:feedback_command", "sparse feedback: ratings vs rankings, a reward model each, best-of-n win rates"),
     "facttune": ("lcal.facttune:facttune_command", "FactTune: FactScore and model-confidence rewards, preference pairs, DPO"),
+    "citations": ("lcal.citations:citations_command", "citations: distillation, rejection sampling, holistic and fine-grained PPO; ALCE metrics"),
     "batch": ("lcal.batch:batch_command", "run notebooks × parameter sets with papermill, resumably, with one summary table"),
     "runs": ("lcal.stages:runs_command", "the stages below a run directory: finished or partial, key, seconds"),
     "cache": ("lcal.request_cache:cache_command", "the request cache: count, list or remove entries by model, stage or key"),

@@ -269,11 +269,14 @@ def _train_trl(settings, init_model, tokenizer, dataset, reward_fn, out_dir: Pat
     return trainer, trainer.reward_curve.rows
 
 
-def _train_ppo(settings, init_model, tokenizer, dataset, reward_fn, value_model, out_dir: Path, watch=None):
+def _train_ppo(settings, init_model, tokenizer, dataset, reward_fn, value_model, out_dir: Path, watch=None,
+               max_prompt_length: int | None = None):
     "PPO: the trainer (its policy moved to `out_dir/model`) and its step statistics."
     from accelerate import Accelerator
     from lcal.ppo import PPOTrainer
-    trainer = PPOTrainer(trainer_config(settings, out_dir / "trainer"), init_model, tokenizer, reward_fn, dataset,
+    config = trainer_config(settings, out_dir / "trainer")
+    if max_prompt_length: config.max_prompt_length = max_prompt_length
+    trainer = PPOTrainer(config, init_model, tokenizer, reward_fn, dataset,
                          value_model=value_model,
                          accelerator=Accelerator())  # whatever precision this process's accelerate state has
     callback = None
@@ -293,13 +296,15 @@ def _train_ppo(settings, init_model, tokenizer, dataset, reward_fn, value_model,
 
 
 def train_policy(settings: RLSettings, init_model: str | Path, rows: Sequence[dict], reward_fn: Callable,
-                 out_dir: str | Path, value_model: str | Path | None = None, monitor: Callable | None = None) -> Path:
+                 out_dir: str | Path, value_model: str | Path | None = None, monitor: Callable | None = None,
+                 max_prompt_length: int | None = None) -> Path:
     """Train from `init_model` on `rows` (a "prompt" and the columns `reward_fn` reads) with `settings.algorithm`;
     leaves the policy and tokenizer in `out_dir/model`, the curve in `out_dir/reward_curve.jsonl` and the trainer's
     own log rows in `out_dir/trainer_stats.jsonl`. PPO's value model starts from `value_model` (required).
     `monitor(model, tokenizer)`, if given, is the held-out reward (see "The held-out watch"): measured at step 0, every
     `settings.monitor_every` batches and at the end, written to the curve and `out_dir/rl_summary.json`; with
-    `settings.keep_best` the saved policy is the one with the best held-out reward."""
+    `settings.keep_best` the saved policy is the one with the best held-out reward. PPO drops prompts longer than
+    `max_prompt_length` tokens (default: `lcal.ppo.PPOConfig`'s)."""
     from datasets import Dataset
     from transformers import AutoTokenizer
     if settings.algorithm == "ppo" and value_model is None:
@@ -313,7 +318,8 @@ def train_policy(settings: RLSettings, init_model: str | Path, rows: Sequence[di
     dataset = Dataset.from_list(list(rows))
     watch = None if monitor is None else HeldoutWatch(monitor, settings)
     if settings.algorithm == "ppo":
-        trainer, log = _train_ppo(settings, init_model, tokenizer, dataset, reward_fn, value_model, out_dir, watch)
+        trainer, log = _train_ppo(settings, init_model, tokenizer, dataset, reward_fn, value_model, out_dir, watch,
+                                  max_prompt_length)
         curve = [curve_row(row) for row in log]
     else:
         trainer, log = _train_trl(settings, init_model, tokenizer, dataset, reward_fn, out_dir, watch)

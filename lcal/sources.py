@@ -97,6 +97,9 @@ class Source:
     def given(self, name: str) -> Optional[list[dict]]: return None
     def topic(self, query_id: str) -> Optional[str]: return None
     def knowledge(self, topic: str, claim: str) -> list[str]: return []
+    def citation_items(self, split: str) -> list[dict]:
+        "ALCE-format items with teacher answers (`output`) of the citation task's `train` or `heldout` split."
+        raise ValueError(f"{self!r} has no citation task")
 
 # %% ../nbs/06_sources.ipynb #26f9be8e
 def _table_queries(table, where: str) -> list[Query]:

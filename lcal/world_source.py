@@ -63,3 +63,13 @@ class WorldSource(Source):
     def topic(self, query_id: str) -> Optional[str]: return self.world.entity(int(query_id)).name
 
     def knowledge(self, topic: str, claim: str) -> list[str]: return [self.world.page(topic)]
+
+    @cached_property
+    def citation_task(self) -> dict[str, list[dict]]:
+        "The world's ALCE-format citation task, `{'train', 'heldout'}` items with teacher answers (`lcal.world_citations`)."
+        from lcal.world_citations import world_citation_task
+        return world_citation_task(self.world)
+
+    def citation_items(self, split: str) -> list[dict]:
+        if split not in self.citation_task: raise ValueError(f"unknown citation split {split!r}; choose from train, heldout")
+        return self.citation_task[split]
