@@ -344,7 +344,7 @@ def citations_command(argv: list[str]) -> int:
     "`lcal citations`: run (or resume) the citation pipeline and print the table."
     import dataclasses
     from lcal.entailment import build_entailer
-    from lcal.sources import make_source
+    from lcal.cli import source_from_world_args
     parser = citations_parser()
     args = parser.parse_args(argv)
     try:
@@ -357,7 +357,7 @@ def citations_command(argv: list[str]) -> int:
             if not (args.train and args.heldout): raise ValueError("--base-model needs --train and --heldout (ALCE JSON files)")
             source = ALCESource(args.base_model, args.train, args.heldout)
         else:
-            source = make_source("world", world=args.world, seed=args.seed if args.world_seed is None else args.world_seed)
+            source = source_from_world_args(args)
         options = {"base_url": args.judge_base_url} if args.judge_base_url else {}
         pipeline = CitationsPipeline(source, build_entailer(args.judge, source, **options), config, args.run_dir)
         results = pipeline.run(args.out, methods)

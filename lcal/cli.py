@@ -12,8 +12,8 @@ import platform
 import sys
 
 # %% auto #0
-__all__ = ['COMMANDS', 'OneLineParser', 'command_parser', 'pipeline_parser', 'available_commands', 'main', 'run_command',
-           'info_command']
+__all__ = ['COMMANDS', 'OneLineParser', 'command_parser', 'pipeline_parser', 'source_from_world_args', 'available_commands',
+           'main', 'run_command', 'info_command']
 
 # %% ../nbs/02_cli.ipynb #bfad2619
 class OneLineParser(argparse.ArgumentParser):
@@ -43,6 +43,12 @@ def pipeline_parser(prog: str, description: str, model_help: str, config_help: s
     parser.add_argument("--config", help=f"a JSON file of {config_help}")
     parser.add_argument("--run-dir", help="stage outputs (default: under the lcal home, keyed by the source)")
     return parser, real
+
+
+def source_from_world_args(args, **options):
+    "The world a pipeline command names: `--world`, seeded by `--world-seed` (default: `--seed`)."
+    from lcal.sources import make_source
+    return make_source("world", world=args.world, seed=args.seed if args.world_seed is None else args.world_seed, **options)
 
 # %% ../nbs/02_cli.ipynb #7805803f
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -408,7 +408,7 @@ def facttune_roles(args, source):
 
 def facttune_command(argv: list[str]) -> int:
     "`lcal facttune`: run (or resume) FactTune and print the table and the done-when checks."
-    from lcal.sources import make_source
+    from lcal.cli import source_from_world_args
     parser = facttune_parser()
     args = parser.parse_args(argv)
     try:
@@ -418,8 +418,7 @@ def facttune_command(argv: list[str]) -> int:
             if not args.prompts: raise ValueError("--base-model needs --prompts (a JSONL of topics)")
             source = PromptSource(args.base_model, args.prompts, args.passages, args.chat, args.template)
         else:
-            seed = args.seed if args.world_seed is None else args.world_seed
-            source = make_source("world", world=args.world, seed=seed, split_train=False)
+            source = source_from_world_args(args, split_train=False)
             config.answer_prompt = "world"
         if args.config: config = config.updated(read_json(args.config))
         pipeline = FactTunePipeline(source, facttune_roles(args, source), config, args.run_dir)

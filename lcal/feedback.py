@@ -288,6 +288,7 @@ def feedback_parser():
 def feedback_command(argv: list[str]) -> int:
     "`lcal feedback`: run (or resume) the sparse-feedback pipeline and print its table and the paper's findings."
     from lcal.rolesets import build_roles
+    from lcal.cli import source_from_world_args
     from lcal.sources import make_source
     parser = feedback_parser()
     args = parser.parse_args(argv)
@@ -298,7 +299,7 @@ def feedback_command(argv: list[str]) -> int:
             source = make_source("instructions", base_model=args.base_model, instructions=args.instructions,
                                  eval_instructions=args.eval_instructions, **options)
         else:
-            source = make_source("world", world=args.world, seed=args.seed if args.world_seed is None else args.world_seed)
+            source = source_from_world_args(args)
         config = dataclasses.replace(FeedbackConfig(), seed=args.seed)
         config.rm = dataclasses.replace(config.rm, seed=args.seed)
         if args.config: config = config.updated(read_json(args.config))

@@ -16,9 +16,10 @@ __all__ = ['source_from_args', 'lc_parser', 'lc_command']
 # %% ../nbs/57_lc_cli.ipynb #698bc9c1
 def source_from_args(args):
     "The source a command line names: the world preset and seed, or real files and a base model."
+    from lcal.cli import source_from_world_args
     from lcal.sources import make_source
     if not args.base_model:
-        return make_source("world", world=args.world, seed=args.seed if args.world_seed is None else args.world_seed)
+        return source_from_world_args(args)
     queries, evals = args.queries, args.eval_queries
     if queries == "tatsu-lab/linguistic_calibration":
         queries, evals = f"{queries}/sft_training", evals or f"{queries}/trivia_qa_paragraph_generation"
