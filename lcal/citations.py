@@ -146,7 +146,10 @@ class CitationsPipeline:
 
     def judge_key(self) -> str: return stable_hash(role_spec(self.entailer))
 
-    def model_key(self, path) -> str: return finished_key(Path(path)) or str(path)
+    def model_key(self, path) -> str:
+        "A model's identity: the key of the stage that wrote it (the directory, or its parent for `<stage>/model`)."
+        path = Path(path)
+        return finished_key(path) or (path.is_dir() and finished_key(path.parent)) or str(path)
 
     def task(self) -> Path:
         "Stage `task`: the training and held-out items (train.json, heldout.json)."

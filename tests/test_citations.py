@@ -54,6 +54,19 @@ def test_a_rerun_reuses_every_finished_stage(run):
     assert again.skipped_seconds > 0
 
 
+def test_a_retrained_model_is_evaluated_again(run, tmp_path):
+    "Downstream stages key a `<stage>/model` directory by its stage's key: new RL settings re-run the RL evaluation."
+    import shutil
+    pipeline, results, root = run
+    run_dir = shutil.copytree(pipeline.run_dir, tmp_path / "run")
+    CitationsPipeline(make_source("world", world="tiny"), config=CitationsConfig.quick(), run_dir=run_dir).evaluate("h_rl")
+    before = {name: finished_key(run_dir / name) for name in ("eval_h_rl", "eval_distill")}
+    config = CitationsConfig.quick().updated({"rl": {"max_steps": 3}})
+    CitationsPipeline(make_source("world", world="tiny"), config=config, run_dir=run_dir).evaluate("h_rl")
+    assert finished_key(run_dir / "eval_h_rl") != before["eval_h_rl"]  # before the fix: "up to date", stale
+    assert finished_key(run_dir / "eval_distill") == before["eval_distill"]
+
+
 def test_command_line_runs_a_subset_on_the_same_stages(run, capsys):
     pipeline, results, root = run
     out = root / "cli"
