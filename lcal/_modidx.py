@@ -310,6 +310,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                            'lcal.core.seed_everything': ('core.html#seed_everything', 'lcal/core.py'),
                            'lcal.core.stable_hash': ('core.html#stable_hash', 'lcal/core.py'),
                            'lcal.core.to_jsonable': ('core.html#to_jsonable', 'lcal/core.py'),
+                           'lcal.core.with_seed': ('core.html#with_seed', 'lcal/core.py'),
                            'lcal.core.write_json': ('core.html#write_json', 'lcal/core.py'),
                            'lcal.core.write_jsonl': ('core.html#write_jsonl', 'lcal/core.py'),
                            'lcal.core.write_parquet': ('core.html#write_parquet', 'lcal/core.py')},

@@ -17,7 +17,7 @@ import numpy as np
 
 from .alce import alce_scores, item_dataset, read_alce, write_alce
 from .citation_rewards import CitationReward, beam_search, best_of_n, citation_rewards, normalize_output, segment
-from .core import lcal_path, read_json, stable_hash, write_json
+from .core import lcal_path, read_json, stable_hash, with_seed, write_json
 from .rl import RLSettings, plot_reward_curves, train_policy
 from .rolesets import role_spec
 from .sft import SFTSettings, train_sft
@@ -345,13 +345,12 @@ def citations_parser():
 
 def citations_command(argv: list[str]) -> int:
     "`lcal citations`: run (or resume) the citation pipeline and print the table."
-    import dataclasses
     from lcal.entailment import build_entailer
     from lcal.cli import source_from_world_args
     parser = citations_parser()
     args = parser.parse_args(argv)
     try:
-        config = dataclasses.replace(CitationsConfig.quick() if args.quick else CitationsConfig(), seed=args.seed)
+        config = with_seed(CitationsConfig.quick() if args.quick else CitationsConfig(), args.seed)
         if args.config: config = config.updated(read_json(args.config))
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         unknown = [m for m in methods if m not in METHODS]

@@ -21,10 +21,10 @@ import numpy as np
 from tqdm import tqdm
 
 # %% auto #0
-__all__ = ['PROGRESS_LINE_SECONDS', 'lcal_home', 'lcal_path', 'to_jsonable', 'stable_hash', 'seed_everything', 'atomic_write',
-           'write_json', 'read_json', 'write_jsonl', 'read_jsonl', 'write_parquet', 'process_rank', 'get_logger',
-           'progress_mode', 'progress_enabled', 'quiet_third_party', 'progress', 'SetupError', 'MissingDependency',
-           'require']
+__all__ = ['PROGRESS_LINE_SECONDS', 'lcal_home', 'lcal_path', 'to_jsonable', 'stable_hash', 'seed_everything', 'with_seed',
+           'atomic_write', 'write_json', 'read_json', 'write_jsonl', 'read_jsonl', 'write_parquet', 'process_rank',
+           'get_logger', 'progress_mode', 'progress_enabled', 'quiet_third_party', 'progress', 'SetupError',
+           'MissingDependency', 'require']
 
 # %% ../nbs/00_core.ipynb #120a20ee
 def lcal_home() -> Path:
@@ -68,6 +68,16 @@ def seed_everything(seed: int) -> None:
     except ImportError: return
     torch.manual_seed(seed)
     if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
+
+# %% ../nbs/00_core.ipynb #b7bd5ea5
+def with_seed(settings, seed: int):
+    "A copy of a (nested) settings dataclass with every `seed` field, at any depth, set to `seed`."
+    import dataclasses
+    if not dataclasses.is_dataclass(settings): return settings
+    changes = {f.name: seed if f.name == "seed" else with_seed(getattr(settings, f.name), seed)
+               for f in dataclasses.fields(settings)
+               if f.name == "seed" or dataclasses.is_dataclass(getattr(settings, f.name))}
+    return dataclasses.replace(settings, **changes)
 
 # %% ../nbs/00_core.ipynb #407d5768
 @contextmanager

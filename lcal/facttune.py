@@ -15,7 +15,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from .confidence_scoring import CONFIDENCES, entity_confidences, make_answer_prompt, question_confidences
-from .core import lcal_path, read_json, read_jsonl, stable_hash, write_json
+from .core import lcal_path, read_json, read_jsonl, stable_hash, with_seed, write_json
 from .dpo import DPOSettings, pair_counts, read_rewards, rewards_pairs, train_dpo, write_pair_counts, write_rewards
 from .factscore import PassageIndex, response_factscore, score_responses
 from .metrics import bootstrap_ci
@@ -412,8 +412,7 @@ def facttune_command(argv: list[str]) -> int:
     parser = facttune_parser()
     args = parser.parse_args(argv)
     try:
-        config = dataclasses.replace(FactTuneConfig(), seed=args.seed)
-        config.sft, config.dpo = dataclasses.replace(config.sft, seed=args.seed), dataclasses.replace(config.dpo, seed=args.seed)
+        config = with_seed(FactTuneConfig(), args.seed)
         if args.base_model:
             if not args.prompts: raise ValueError("--base-model needs --prompts (a JSONL of topics)")
             source = PromptSource(args.base_model, args.prompts, args.passages, args.chat, args.template)

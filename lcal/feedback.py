@@ -5,13 +5,12 @@
 # %% ../nbs/85_feedback.ipynb #075fceb5
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .core import lcal_path, read_json, write_json, write_jsonl, read_jsonl
+from .core import lcal_path, read_json, read_jsonl, with_seed, write_json, write_jsonl
 from .feedback_consistency import consistency, contingency_markdown
 from .feedback_data import (instruction_rows, rankings_rows, ratings_rows, read_feedback_csv, write_feedback_csv,
                                 write_instructions)
@@ -300,8 +299,7 @@ def feedback_command(argv: list[str]) -> int:
                                  eval_instructions=args.eval_instructions, **options)
         else:
             source = source_from_world_args(args)
-        config = dataclasses.replace(FeedbackConfig(), seed=args.seed)
-        config.rm = dataclasses.replace(config.rm, seed=args.seed)
+        config = with_seed(FeedbackConfig(), args.seed)
         if args.config: config = config.updated(read_json(args.config))
         endpoint = {"base_url": args.judge_base_url} if args.judge_base_url else {}
         pipeline = FeedbackPipeline(source, build_roles(args.judge, source, **endpoint), config, args.run_dir)

@@ -11,7 +11,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from .core import lcal_path, read_jsonl
+from .core import lcal_path, read_jsonl, with_seed
 from .lc_eval import EvalSettings, eval_stage
 from .lc_reader import READER_INIT, ReaderSettings, reader_data_stage, reader_model_stage
 from .lc_rl import LCRewardSettings, rl_stage, rl_stage_name
@@ -50,10 +50,8 @@ class LCConfig:
         return _updated(self, overrides)
 
     def seeded(self, seed: int) -> "LCConfig":
-        "A copy with every seed set to `seed`."
-        parts = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return dataclasses.replace(self, **{k: dataclasses.replace(v, seed=seed) for k, v in parts.items()
-                                            if dataclasses.is_dataclass(v) and hasattr(v, "seed")})
+        "A copy with every seed, at any depth, set to `seed` (`lcal.core.with_seed`)."
+        return with_seed(self, seed)
 
 # %% ../nbs/50_lc.ipynb #96406940
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import socket
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 FAILURE_MODES = ("429", "500", "drop")
@@ -207,6 +208,16 @@ class FakeLLMServer:
 
         return Handler
 
+
+
+@contextmanager
+def scripted_judge_server(judge):
+    """A server answering with a test's scripted `judge.respond(body)`, the judge reachable as `server.judge`; on exit,
+    fails if the judge met a prompt it did not expect (`judge.unexpected`)."""
+    with FakeLLMServer(respond=judge.respond) as server:
+        server.judge = judge
+        yield server
+    assert judge.unexpected == [], judge.unexpected
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Run the fake LLM API server until killed.")

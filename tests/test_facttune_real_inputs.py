@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_llm_server import FakeLLMServer, last_user_text
+from fake_llm_server import last_user_text, scripted_judge_server
 from lcal.core import read_json
 from lcal.dpo import pair_counts, preference_pairs, read_rewards
 from lcal.facttune import METHODS, facttune_command
@@ -59,11 +59,7 @@ class FactJudge:
 @pytest.fixture
 def judge_server(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-dummy")
-    judge = FactJudge()
-    with FakeLLMServer(respond=judge.respond) as server:
-        server.judge = judge
-        yield server
-    assert judge.unexpected == []
+    with scripted_judge_server(FactJudge()) as server: yield server
 
 
 @pytest.fixture

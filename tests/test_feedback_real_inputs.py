@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_llm_server import FakeLLMServer, last_user_text
+from fake_llm_server import last_user_text, scripted_judge_server
 from lcal.core import read_json, read_jsonl
 from lcal.feedback import POLICIES, feedback_command
 from lcal.feedback_data import read_feedback_csv, read_instructions, write_instructions
@@ -43,11 +43,7 @@ class FeedbackJudge:
 @pytest.fixture
 def judge_server(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-dummy")
-    judge = FeedbackJudge()
-    with FakeLLMServer(respond=judge.respond) as server:
-        server.judge = judge
-        yield server
-    assert judge.unexpected == []
+    with scripted_judge_server(FeedbackJudge()) as server: yield server
 
 
 @pytest.fixture
