@@ -142,6 +142,7 @@ class Backend(ABC):
         check_prompts(prompts)
         requests = [Request(p, i) for p in prompts for i in range(params.n)]
         keys = self.request_keys(requests, params)
+        if self.cache is None: keys = [f"{k}#{j}" for j, k in enumerate(keys)]  # uncached: repeats are independent draws
         done: dict[str, Completion] = {}
         if self.cache is not None:
             done = {k: Completion(**v) for k, v in self.cache.get_many(set(keys)).items()}

@@ -11,7 +11,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -20,9 +20,9 @@ from .citation_rewards import CitationReward, beam_search, best_of_n, citation_r
 from .core import lcal_path, read_json, stable_hash, with_seed, write_json
 from .rl import RLSettings, plot_reward_curves, train_policy
 from .rolesets import role_spec
-from .sft import SFTSettings, train_sft
+from .sft import SFTSettings, model_key, train_sft
 from .sources import Source, _fingerprint
-from .stages import finished_key, run_stage, stage_seconds
+from .stages import StageRun
 
 # %% auto #0
 __all__ = ['LONG_FORM_INSTRUCTION', 'LIST_INSTRUCTION', 'REPORTED', 'METHODS', 'RL_METHODS', 'citation_prompt', 'CitationsConfig',
@@ -122,7 +122,7 @@ def _first_per_kind(items: list[dict], n: int) -> list[dict]:
     return out
 
 
-class CitationsPipeline:
+class CitationsPipeline(StageRun):
     "Citation training and evaluation on a source (its `citation_items` and base model) with one entailer."
     def __init__(self, source: Source, entailer=None, config: CitationsConfig | None = None, run_dir: str | Path | None = None):
         self.source, self.config = source, config or CitationsConfig()
@@ -131,25 +131,12 @@ class CitationsPipeline:
             if roles is None: raise ValueError(f"{source!r} has no roles of its own; give an entailer (e.g. --judge nli:MODEL)")
             entailer = roles.need("entailer").entailer
         self.entailer = entailer
-        self.run_dir = Path(run_dir) if run_dir else lcal_path("runs", "citations", source.key())
-        self.skipped_seconds, self._backends = 0.0, {}
-
-    def tracked(self, directory: Path, run: Callable[[], Path]) -> Path:
-        "Run a stage; if it was already finished, count its recorded seconds."
-        before = finished_key(directory)
-        out = run()
-        if before is not None and before == finished_key(out): self.skipped_seconds += stage_seconds(out)
-        return out
-
-    def stage(self, name: str, settings, build: Callable[[Path], None], inputs: dict) -> Path:
-        return self.tracked(self.run_dir / name, lambda: run_stage(self.run_dir / name, name, settings, build, inputs))
+        super().__init__(run_dir or lcal_path("runs", "citations", source.key()))
+        self._backends = {}
 
     def judge_key(self) -> str: return stable_hash(role_spec(self.entailer))
 
-    def model_key(self, path) -> str:
-        "A model's identity: the key of the stage that wrote it (the directory, or its parent for `<stage>/model`)."
-        path = Path(path)
-        return finished_key(path) or (path.is_dir() and finished_key(path.parent)) or str(path)
+    def model_key(self, path) -> str: return model_key(path)
 
     def task(self) -> Path:
         "Stage `task`: the training and held-out items (train.json, heldout.json)."

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -20,9 +20,9 @@ from .dpo import DPOSettings, pair_counts, read_rewards, rewards_pairs, train_dp
 from .factscore import PassageIndex, response_factscore, score_responses
 from .metrics import bootstrap_ci
 from .rolesets import role_spec
-from .sft import SFTSettings, train_sft
+from .sft import SFTSettings, model_key, train_sft
 from .sources import SPLITS, Query, Source, _fingerprint
-from .stages import finished_key, run_stage, stage_seconds
+from .stages import StageRun, finished_key, stage_seconds
 
 # %% auto #0
 __all__ = ['PROMPT_TEMPLATE', 'METHODS', 'read_prompt_rows', 'PromptSource', 'factuality', 'FactTuneConfig', 'FactTunePipeline',
@@ -129,32 +129,21 @@ class FactTuneConfig:
 METHODS = ("start", "sft", "facttune_fs", "facttune_mc")
 
 
-class FactTunePipeline:
+class FactTunePipeline(StageRun):
     "FactTune on a source with a role set (decomposer, verifier, question writer); one resumable stage per step."
     def __init__(self, source, roles=None, config: FactTuneConfig | None = None, run_dir: str | Path | None = None):
         self.source, self.config = source, config or FactTuneConfig()
         roles = roles if roles is not None else source.roles()
         if roles is None: raise ValueError(f"{source!r} has no roles of its own; pass a role set (e.g. --judge)")
         self.roles = roles.need("decomposer", "verifier", "question_writer")
-        self.run_dir = Path(run_dir) if run_dir else lcal_path("runs", "facttune", source.key())
-        self.skipped_seconds = 0.0
+        super().__init__(run_dir or lcal_path("runs", "facttune", source.key()))
         self._base = None
-
-    def tracked(self, directory: Path, run: Callable[[], Path]) -> Path:
-        "Run a stage; if it was already finished, count its recorded seconds."
-        before = finished_key(directory)
-        out = run()
-        if before is not None and before == finished_key(out): self.skipped_seconds += stage_seconds(out)
-        return out
-
-    def stage(self, name: str, settings, build: Callable[[Path], None], inputs: dict) -> Path:
-        return self.tracked(self.run_dir / name, lambda: run_stage(self.run_dir / name, name, settings, build, inputs))
 
     def base_model(self) -> str:
         if self._base is None: self._base = self.source.base_model()
         return self._base
 
-    def model_key(self, path) -> str: return finished_key(Path(path)) or str(path)
+    def model_key(self, path) -> str: return model_key(path)
 
     def judges_key(self, *names: str) -> str: return stable_hash({n: role_spec(getattr(self.roles, n)) for n in names})
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .core import lcal_path, read_json, read_jsonl, with_seed, write_json, write_jsonl
 from .feedback_consistency import consistency, contingency_markdown
@@ -19,7 +18,7 @@ from .feedback_rms import (FeedbackRMSettings, preference_pairs, rating_rows, rm
                                train_rankings_rm)
 from .lc_samples import sample_paragraphs
 from .rolesets import role_spec
-from .stages import finished_key, run_stage, stage_seconds
+from .stages import StageRun, finished_key, stage_seconds
 from .win_rates import best_of_n, plot_win_rates, ranking_wins, rating_wins, win_rate
 
 # %% auto #0
@@ -54,25 +53,15 @@ POLICIES = ("single_sample", "ratings_rm", "rankings_rm")
 def _first(rows: list, n: int) -> list: return rows[:n] if n > 0 else rows
 
 
-class FeedbackPipeline:
+class FeedbackPipeline(StageRun):
     "Sparse feedback on a source with a role set (rating and ranking judges), one resumable stage per step under `run_dir`."
     def __init__(self, source, roles=None, config: FeedbackConfig | None = None, run_dir: str | Path | None = None):
         self.source, self.config = source, config or FeedbackConfig()
         roles = roles if roles is not None else source.roles()
         if roles is None: raise ValueError(f"{source!r} has no roles of its own; pass a role set (e.g. --judge)")
         self.roles = roles.need("rating", "ranking")
-        self.run_dir = Path(run_dir) if run_dir else lcal_path("runs", "feedback", source.key())
-        self.skipped_seconds = 0.0  # recorded seconds of the stages found finished
+        super().__init__(run_dir or lcal_path("runs", "feedback", source.key()))
         self._base = None
-
-    def _tracked(self, directory: Path, run: Callable[[], Path]) -> Path:
-        before = finished_key(directory)
-        out = run()
-        if before is not None and before == finished_key(out): self.skipped_seconds += stage_seconds(out)
-        return out
-
-    def stage(self, name: str, settings, build: Callable[[Path], None], inputs: dict) -> Path:
-        return self._tracked(self.run_dir / name, lambda: run_stage(self.run_dir / name, name, settings, build, inputs))
 
     def base_model(self) -> str:
         if self._base is None: self._base = self.source.base_model()
@@ -150,10 +139,10 @@ def _reward_models(self) -> dict[str, Path]:
     rankings = read_feedback_csv(feedback / "rankings.csv", "rankings")
     pairs = lambda rows: preference_pairs(rows, prompts, c.rm.max_pairs_per_instruction)
     ratings_dir, rankings_dir = self.run_dir / "ratings_rm", self.run_dir / "rankings_rm"
-    return {"ratings_rm": self._tracked(ratings_dir, lambda: train_ratings_rm(
+    return {"ratings_rm": self.tracked(ratings_dir, lambda: train_ratings_rm(
                 self.base_model(), rating_rows(split(ratings, False), prompts), ratings_dir, c.rm,
                 eval_rows=rating_rows(split(ratings, True), prompts))),
-            "rankings_rm": self._tracked(rankings_dir, lambda: train_rankings_rm(
+            "rankings_rm": self.tracked(rankings_dir, lambda: train_rankings_rm(
                 self.base_model(), pairs(split(rankings, False)), rankings_dir, c.rm, eval_pairs=pairs(split(rankings, True))))}
 
 

@@ -80,8 +80,10 @@ LOSS_FILE = "loss.jsonl"
 
 
 def model_key(model_path: str | Path) -> str:
-    "What identifies a base model in a stage key: the key of the finished stage at `model_path`, else the path itself."
-    return finished_key(model_path) or str(model_path)
+    """What identifies a model in a stage key: the key of the finished stage that wrote it (at `model_path`, or its
+    parent for a stage's `<stage>/model` directory, so a retrained model is never taken for the old one), else the path."""
+    path = Path(model_path)
+    return finished_key(path) or (path.is_dir() and finished_key(path.parent)) or str(model_path)
 
 
 def write_run_record(directory: Path, info: dict, log_rows: list[dict], accelerator) -> None:

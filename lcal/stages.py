@@ -18,8 +18,8 @@ from .core import get_logger, read_json, stable_hash, to_jsonable, write_json
 from .request_cache import request_stage
 
 # %% auto #0
-__all__ = ['STAGE_FILE', 'log', 'stage_key', 'stage_manifest', 'finished_key', 'stage_seconds', 'run_stage', 'keyed_stage',
-           'list_stages', 'runs_command']
+__all__ = ['STAGE_FILE', 'log', 'stage_key', 'stage_manifest', 'finished_key', 'stage_seconds', 'run_stage', 'StageRun',
+           'keyed_stage', 'list_stages', 'runs_command']
 
 # %% ../nbs/03_stages.ipynb #245e3ba1
 STAGE_FILE = "_stage.json"
@@ -119,6 +119,28 @@ def run_stage(directory, name: str, settings, build: Callable[[Path], Any], inpu
             log.info("stage %s: done in %.1f s", name, seconds)
         _wait(accelerator)
     return directory
+
+# %% ../nbs/03_stages.ipynb #4a456057
+class StageRun:
+    "The stages of one pipeline run under `run_dir`, and how much of its time was reused from finished ones."
+    def __init__(self, run_dir: str | Path):
+        self.run_dir, self.seen, self.skipped = Path(run_dir), set(), {}
+
+    def tracked(self, directory: Path, run: Callable[[], Path]) -> Path:
+        "Run (or find finished) the stage at `directory`; `run` returns its output directory."
+        before = finished_key(directory)
+        out = run()
+        if str(out) not in self.seen and before is not None and before == finished_key(out):
+            self.skipped[str(out)] = stage_seconds(out)
+        self.seen.add(str(out))
+        return out
+
+    def stage(self, name: str, settings, build: Callable[[Path], None], inputs: dict) -> Path:
+        "`run_stage` of stage `name` in this run's directory."
+        return self.tracked(self.run_dir / name, lambda: run_stage(self.run_dir / name, name, settings, build, inputs))
+
+    @property
+    def skipped_seconds(self) -> float: return sum(self.skipped.values())
 
 # %% ../nbs/03_stages.ipynb #34fb828d
 def keyed_stage(root, name: str, settings, build: Callable[[Path], Any], inputs: dict[str, str] | None = None,

@@ -50,7 +50,11 @@ def test_real_inputs_run_every_method_through_the_command(inputs, capsys):
     assert set(results["methods"]) == set(METHODS)
     for name, metrics in results["methods"].items():
         assert metrics["examples"] == 6, name
-        assert 0 <= metrics["citation_rec"] <= 100 and 0 <= metrics["str_em"] <= 100, name
+        for metric in ("citation_rec", "citation_prec", "str_em"):
+            low, high = metrics[f"{metric}_ci"]
+            assert 0 <= low <= metrics[metric] <= high <= 100, (name, metric)
+        answered = json.loads((root / "run" / f"eval_{name}" / "outputs.json").read_text())
+        assert len(answered) == 6 and all(isinstance(i["output"], str) for i in answered), name  # the model's answers
     assert "| rs_rl |" in capsys.readouterr().out
 
 

@@ -138,7 +138,11 @@ def test_local_true_false_verifier_and_missing_passages(tmp_path, tiny_lm_dir, i
     verdicts = [v for row in scores for s in row["scores"] for v in s["supported"]]
     assert verdicts and all(isinstance(v, bool) for v in verdicts)
     assert judge_server.judge.kinds["verify"] == 0 and judge_server.judge.kinds["decompose"] > 0  # local verifier
-    assert read_json(tmp_path / "run" / "factscore" / "_stage.json")["inputs"]["judges"]
+    with_local = read_json(tmp_path / "run" / "factscore" / "_stage.json")["inputs"]["judges"]
+    plain = facttune_parser().parse_args(base + ["--passages", str(passages)])
+    api_only = FactTunePipeline(source, facttune_roles(plain, source), run_dir=tmp_path / "run")
+    assert with_local == pipeline.judges_key("decomposer", "verifier")
+    assert with_local != api_only.judges_key("decomposer", "verifier")  # the verifier model is part of the stage key
 
 
 def test_tiny_world_end_to_end(tmp_path, tiny_world, monkeypatch, capsys):
