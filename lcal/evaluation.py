@@ -173,8 +173,8 @@ def _report(method: str, dataset: str, items: pd.DataFrame, metrics: MetricSetti
     failed = int(items.grading_failed.sum())
     scored = items[~items.grading_failed] if metrics.exclude_failures else items
     if failed and not metrics.exclude_failures:
-        log.warning(f"{method} on {dataset}: a judge failed on {failed} of {len(items)} items, graded as wrong at "
-                    "confidence 1; exclude_failures=True (lcal eval --exclude-failures) leaves them out")
+        log.warning(f"{method} on {dataset}: a judge failed on {failed} of {len(items)} items (graded "
+                    "from what the judges did answer, as wrong at confidence 1 when nothing was); exclude_failures=True (lcal eval --exclude-failures) leaves them out")
     row = {"method": method, "dataset": dataset, "n": 0}
     if len(scored):
         excluded = len(items) - len(scored)
@@ -270,7 +270,8 @@ def markdown_table(table: pd.DataFrame) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     binning = ", ".join(dict.fromkeys(table.get("binning", pd.Series(dtype=object)).dropna()))
     return "\n".join(lines) + (f"\n\nECE: {binning}; intervals: bootstrap 95% percentile. failed_items: items a "
-                               "judge failed on, graded as wrong at confidence 1 unless marked excluded.\n")
+                               "judge failed on (an extraction, a forecast or a verdict), graded from the answers the judges did give "
+                               "(wrong at confidence 1 when none) unless marked excluded.\n")
 
 
 def write_report(evaluations: Sequence[Evaluation], out_dir: str | Path, title: str = "") -> dict[str, Path]:
