@@ -159,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        dataset, reward_fn, config=config, freeze_embeddings=not args.train_embeddings,
                        time_limit=args.time_limit, curve_path=out / "reward_curve.jsonl")
     trainer.save_model(str(out / "model"))
+    if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()  # a clean exit for every rank
     return 0
 
 # %% ../nbs/44_grpo.ipynb #da6766ff

@@ -506,6 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     has_checkpoint = any((Path(config.output_dir) / "checkpoints").glob("step-*"))
     trainer.train(resume_from="latest" if args["resume"] and has_checkpoint else None)
     trainer.save()
+    if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()  # a clean exit for every rank
     return 0
 
 # %% ../nbs/43_ppo.ipynb #bd378446
