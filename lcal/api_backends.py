@@ -11,17 +11,19 @@ import json
 import os
 import random
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 from .backends import Backend, Completion, Prompt, Request, SamplingParams, truncate_at_stop
 from .core import SetupError, get_logger, progress
 from .request_cache import RequestCache
 
 # %% auto #0
-__all__ = ['RETRYABLE_STATUS', 'ABORT_STATUS', 'MissingAPIKey', 'APIRequestError', 'retry_after_seconds', 'backoff_seconds',
-           'retry_wait', 'mask_secret', 'classify_error', 'run_coroutine', 'MalformedReply', 'RequestFailed',
-           'APIBackend', 'as_messages', 'OpenAIBackend', 'anthropic_sampling', 'AnthropicBackend']
+__all__ = ['RETRYABLE_STATUS', 'ABORT_STATUS', 'OPENAI_MAX_STOP', 'MissingAPIKey', 'APIRequestError', 'retry_after_seconds',
+           'backoff_seconds', 'retry_wait', 'mask_secret', 'public_url', 'url_secrets', 'classify_error',
+           'run_coroutine', 'MalformedReply', 'RequestFailed', 'APIBackend', 'as_messages', 'OpenAIBackend',
+           'anthropic_sampling', 'AnthropicBackend']
 
 # %% ../nbs/12_api_backends.ipynb #b0d9e3b4
 class MissingAPIKey(SetupError, RuntimeError):
@@ -60,25 +62,41 @@ RETRYABLE_STATUS = {408, 429}
 ABORT_STATUS = {401, 403, 404}  # the key, its permissions or the model: every request of the batch would fail alike
 
 
-def mask_secret(text: str, secret: str) -> str:
-    "`text` with every occurrence of `secret` replaced by `***`."
-    return text.replace(secret, "***") if secret else text
+def mask_secret(text: str, *secrets: str) -> str:
+    "`text` with every occurrence of each of `secrets` (the longest first) replaced by `***`."
+    for secret in sorted(filter(None, secrets), key=len, reverse=True): text = text.replace(secret, "***")
+    return text
 
 
-def classify_error(sdk, error: Exception, secret: str = "") -> tuple[str, Optional[float], str]:
+def public_url(url: str) -> str:
+    "`url` as it may be recorded: scheme, host, port and path, without user info (`user:token@`), query or fragment."
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path.rstrip("/"), "", ""))
+
+
+def url_secrets(url: str) -> list[str]:
+    """What `public_url` leaves out of `url`, to mask where a server echoes it: the user info, its password, the query
+    and each query value of 8 characters or more (a shorter one, such as `v=1`, would mask every `1` of a message)."""
+    parts = urllib.parse.urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    values = [v for _, v in urllib.parse.parse_qsl(parts.query) if len(v) >= 8]
+    return [s for s in (userinfo, parts.password, parts.query, parts.fragment, *values) if s]
+
+
+def classify_error(sdk, error: Exception, secrets: Sequence[str] = ()) -> tuple[str, Optional[float], str]:
     """`(action, seconds the server asked to wait, one-line description)` for an SDK exception; the action is
-    "retry", "fail" (this request) or "abort" (the batch), and `secret` never appears in the description."""
+    "retry", "fail" (this request) or "abort" (the batch), and none of `secrets` appears in the description."""
     if isinstance(error, sdk.APIStatusError):
         status = error.status_code
         action = "retry" if status in RETRYABLE_STATUS or status >= 500 else \
             "abort" if status in ABORT_STATUS else "fail"
         body = error.body if isinstance(error.body, dict) else {}
         message = body.get("message") or (body.get("error") or {}).get("message") or str(error)
-        message = mask_secret(str(message), secret).splitlines()[0][:300]
+        message = mask_secret(str(message), *secrets).splitlines()[0][:300]
         return action, retry_after_seconds(error.response.headers), f"HTTP {status}: {message}"
     if isinstance(error, sdk.APITimeoutError): return "retry", None, "request timed out"
     if isinstance(error, sdk.APIConnectionError):
-        return "retry", None, mask_secret(f"connection error ({error.__cause__ or error})", secret)
+        return "retry", None, mask_secret(f"connection error ({error.__cause__ or error})", *secrets)
     raise error
 
 # %% ../nbs/12_api_backends.ipynb #c1a20ed7
@@ -94,10 +112,7 @@ class MalformedReply(Exception):
 
 
 class RequestFailed(Exception):
-    "One request failed for good in this round; `retryable` says whether another round may help."
-    def __init__(self, message: str, retryable: bool):
-        super().__init__(message)
-        self.retryable = retryable
+    "One request failed for good: refused (a 4xx other than 401/403/404), or its last attempt failed."
 
 
 class APIBackend(Backend):
@@ -132,7 +147,8 @@ class APIBackend(Backend):
 
     @classmethod
     def scope_of(cls, name: str, base_url: Optional[str] = None, extra_body: Optional[dict] = None, **kwargs) -> dict:
-        return {**super().scope_of(name), "base_url": cls.endpoint(base_url), "extra_body": dict(extra_body or {})}
+        return {**super().scope_of(name), "base_url": public_url(cls.endpoint(base_url)),
+                "extra_body": dict(extra_body or {})}
 
     def cache_scope(self) -> dict: return self.scope_of(self.model_name, self.base_url, self.extra_body)
 
@@ -142,57 +158,44 @@ class APIBackend(Backend):
         return run_coroutine(self._complete_all(requests, params, record))
 
     async def _complete_all(self, requests, params, record) -> dict[int, str]:
-        """Send every request; send those that exhausted their attempts once more after all the others. Returns the
-        requests that failed for good, `{position: error}`; a 401/403/404 raises `APIRequestError` at once."""
+        """Send every request, each with at most `max_attempts` attempts. Returns the requests that failed for good,
+        `{position: error}`; a 401/403/404 raises `APIRequestError` at once."""
         client = self._client()
         limit = asyncio.Semaphore(self.concurrency)
         bar = progress(total=len(requests), desc=f"{self.kind}:{self.model_name}", unit="req")
-        failed: dict[int, RequestFailed] = {}
+        failed: dict[int, str] = {}
 
         async def one(position: int):
             async with limit:
                 try: completion = await self._send_with_retries(client, requests[position], params)
                 except RequestFailed as e:
-                    failed[position] = e
+                    failed[position] = str(e)
                     return
             record(position, completion)
             bar.update(1)
 
-        async def send(positions):
-            tasks = [asyncio.ensure_future(one(j)) for j in positions]
-            try: await asyncio.gather(*tasks)
-            except BaseException:  # the batch is aborted: stop the others, keep what is already recorded
-                for t in tasks: t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                raise
-
-        try:
-            await send(range(len(requests)))
-            again = [j for j, e in failed.items() if e.retryable]
-            if again:
-                self.log.info("%d requests exhausted their attempts; sending them once more", len(again))
-                for j in again: del failed[j]
-                await send(again)
-                for j in again:
-                    if j in failed and failed[j].retryable:
-                        failed[j] = RequestFailed(f"gave up after 2 rounds of {self.max_attempts} attempts; {failed[j]}",
-                                                  True)
+        tasks = [asyncio.ensure_future(one(j)) for j in range(len(requests))]
+        try: await asyncio.gather(*tasks)
+        except BaseException:  # the batch is aborted: stop the others, keep what is already recorded
+            for t in tasks: t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         finally:
             bar.close()
             await client.close()
-        return {j: str(e) for j, e in failed.items()}
+        return failed
 
     async def _send_with_retries(self, client, request: Request, params: SamplingParams) -> Completion:
         "One request with up to `max_attempts` attempts; `RequestFailed` when it fails for good."
-        secret = os.environ.get(self.key_var, "")
+        secrets = (os.environ.get(self.key_var, ""), *url_secrets(self.base_url))
         for attempt in range(1, self.max_attempts + 1):
             try: return await self._send(client, request, params)
             except (self.sdk.APIStatusError, self.sdk.APIConnectionError) as e:
-                action, asked, what = classify_error(self.sdk, e, secret)
-            except MalformedReply as e: action, asked, what = "retry", None, mask_secret(str(e), secret)
+                action, asked, what = classify_error(self.sdk, e, secrets)
+            except MalformedReply as e: action, asked, what = "retry", None, mask_secret(str(e), *secrets)
             if action == "abort": raise APIRequestError(f"{self.kind}:{self.model_name}: {what}") from None
-            if action == "fail": raise RequestFailed(what, retryable=False)
-            if attempt == self.max_attempts: raise RequestFailed(f"last error {what}", retryable=True)
+            if action == "fail": raise RequestFailed(what)
+            if attempt == self.max_attempts: raise RequestFailed(f"gave up after {attempt} attempts; last error {what}")
             wait = retry_wait(attempt, asked, self.backoff_base, self.backoff_max, self._rng)
             self.ledger.retries += 1
             self.log.debug("retry %d after %.2fs: %s", attempt, wait, what)
@@ -230,10 +233,19 @@ def as_messages(prompt: Prompt) -> list[dict]:
     return [{"role": m["role"], "content": m["content"]} for m in prompt]
 
 # %% ../nbs/12_api_backends.ipynb #23900cef
+OPENAI_MAX_STOP = 4  # stop strings the Chat Completions API accepts
+
+
 class OpenAIBackend(APIBackend):
     "OpenAI Chat Completions, or any OpenAI-compatible server via `base_url`."
     kind, sdk_name, key_env = "openai", "openai", "OPENAI_API_KEY"
     base_url_env, default_base_url = "OPENAI_BASE_URL", "https://api.openai.com/v1"
+
+    def generate(self, prompts, params: Optional[SamplingParams] = None):
+        if params is not None and len(params.stop) > OPENAI_MAX_STOP:
+            raise ValueError(f"{self.kind}:{self.model_name}: {len(params.stop)} stop strings given; the OpenAI API "
+                             f"takes at most {OPENAI_MAX_STOP}")
+        return super().generate(prompts, params)
 
     def _client(self): return self.sdk.AsyncOpenAI(**self._client_kwargs())
 
@@ -241,7 +253,7 @@ class OpenAIBackend(APIBackend):
         body = {**({"top_k": params.top_k} if params.top_k else {}), **self.extra_body}
         return await client.chat.completions.create(
             model=self.model_name, messages=as_messages(request.prompt), temperature=params.temperature,
-            top_p=params.top_p, max_completion_tokens=params.max_new_tokens, stop=params.stop[:4] or None,
+            top_p=params.top_p, max_completion_tokens=params.max_new_tokens, stop=params.stop or None,
             seed=None if params.seed is None else params.seed + request.index,
             logprobs=params.logprobs or None, extra_body=body or None)
 

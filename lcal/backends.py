@@ -9,6 +9,7 @@ import hashlib
 import importlib
 import importlib.util
 import os
+import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional, Sequence, Union
@@ -17,10 +18,11 @@ from .core import progress, require
 from .request_cache import Ledger, RequestCache, current_stage, request_key
 
 # %% auto #0
-__all__ = ['Prompt', 'BACKENDS', 'WHOLE_FILE_HASH_BYTES', 'SamplingParams', 'Completion', 'truncate_at_stop', 'Request',
-           'check_prompts', 'GenerationError', 'Backend', 'backend_class', 'get_backend', 'backend_scope',
-           'pick_device', 'pick_dtype', 'pick_attention', 'looks_like_path', 'check_model_path', 'file_fingerprint',
-           'weights_fingerprint', 'load_causal_lm', 'format_prompt', 'HFBackend', 'VLLMBackend']
+__all__ = ['Prompt', 'BACKENDS', 'WHOLE_FILE_HASH_BYTES', 'SETTLED_SECONDS', 'SamplingParams', 'Completion', 'truncate_at_stop',
+           'Request', 'check_prompts', 'GenerationError', 'Backend', 'backend_class', 'get_backend', 'backend_scope',
+           'pick_device', 'pick_dtype', 'pick_attention', 'looks_like_path', 'check_model_path', 'file_digest',
+           'file_fingerprint', 'hub_commit', 'weights_fingerprint', 'load_causal_lm', 'format_prompt', 'HFBackend',
+           'VLLMBackend']
 
 # %% ../nbs/10_backends.ipynb #4cac73b7
 Prompt = Union[str, list]  # plain text, or a list of {"role": ..., "content": ...} messages
@@ -40,7 +42,7 @@ class SamplingParams:
 
     def __post_init__(self):  # one canonical form, so equal settings give equal cache keys
         if isinstance(self.stop, str): self.stop = [self.stop]
-        self.stop = sorted({s for s in self.stop if s})  # the order and repeats of stop strings change nothing
+        self.stop = list(dict.fromkeys(s for s in self.stop if s))  # repeats dropped, the caller's order kept
         self.temperature, self.top_p = float(self.temperature), float(self.top_p)  # `1` and `1.0` are one setting
         self.n, self.top_k, self.max_new_tokens = int(self.n), int(self.top_k), int(self.max_new_tokens)
         if self.seed is not None: self.seed = int(self.seed)
@@ -51,8 +53,9 @@ class SamplingParams:
             raise ValueError(f"SamplingParams.max_new_tokens must be >= 1, got {self.max_new_tokens}")
 
     def settings(self) -> dict:
-        "Everything but `n`: what, with the sample index, determines one request's answer."
-        return {k: v for k, v in asdict(self).items() if k != "n"}
+        "Everything but `n`: what, with the sample index, determines one request's answer (stop strings sorted)."
+        settings = {k: v for k, v in asdict(self).items() if k != "n"}
+        return {**settings, "stop": sorted(self.stop)}  # every stop string applies: their order changes no answer
 
 
 @dataclass
@@ -248,20 +251,39 @@ def check_model_path(name_or_path: str) -> str:
 
 
 WHOLE_FILE_HASH_BYTES = 16 * 2**20  # files up to this size are hashed whole
+SETTLED_SECONDS = 1.0  # a file changed more recently than this is hashed on every call, never remembered
 
 
-def file_fingerprint(path: str) -> list:
-    """A file's name, size and content hash. A larger file than `WHOLE_FILE_HASH_BYTES` (a weights shard of
-    gigabytes) is hashed by its first and last MiB, and its modification time is added."""
-    size, digest = os.path.getsize(path), hashlib.sha256()
+def file_digest(path: str, size: int) -> str:
+    "The content hash of a file of `size` bytes: all of it up to `WHOLE_FILE_HASH_BYTES`, else its first and last MiB."
+    digest = hashlib.sha256()
     with open(path, "rb") as f:
         if size <= WHOLE_FILE_HASH_BYTES:
             for chunk in iter(lambda: f.read(2**20), b""): digest.update(chunk)
-            return [os.path.basename(path), size, digest.hexdigest()]
-        digest.update(f.read(2**20))
-        f.seek(-2**20, os.SEEK_END)
-        digest.update(f.read())
-    return [os.path.basename(path), size, os.stat(path).st_mtime_ns, digest.hexdigest()]
+        else:
+            digest.update(f.read(2**20))
+            f.seek(-2**20, os.SEEK_END)
+            digest.update(f.read())
+    return digest.hexdigest()
+
+
+_fingerprints: dict[tuple, list] = {}  # (path, device, inode, size, mtime, ctime) -> fingerprint, in this process
+
+
+def file_fingerprint(path: str) -> list:
+    """A file's name, size and content hash (`file_digest`), with its modification time for a file larger than
+    `WHOLE_FILE_HASH_BYTES` (hashed by its ends). Remembered in this process per path, size, modification and change
+    time, so loading the same weights again reads no file; any write changes the change time (which, unlike the
+    modification time, cannot be set back), so rewritten weights are hashed again. A file changed in the last
+    `SETTLED_SECONDS` is not remembered: a second write within the file system's timestamp resolution would go unseen."""
+    st = os.stat(path)
+    seen = (os.path.abspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if seen in _fingerprints: return _fingerprints[seen]
+    name, digest = os.path.basename(path), file_digest(path, st.st_size)
+    fingerprint = [name, st.st_size, digest] if st.st_size <= WHOLE_FILE_HASH_BYTES else \
+        [name, st.st_size, st.st_mtime_ns, digest]
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > SETTLED_SECONDS * 1e9: _fingerprints[seen] = fingerprint
+    return fingerprint
 
 
 def _files_key(path: str) -> Optional[list]:
@@ -271,12 +293,21 @@ def _files_key(path: str) -> Optional[list]:
     return sorted(file_fingerprint(e.path) for e in os.scandir(path) if e.is_file())
 
 
-def weights_fingerprint(name_or_path: str, adapter: Optional[str] = None, commit: Optional[str] = None) -> str:
-    """What identifies a local model's weights in cache keys: its directory's files (`file_fingerprint`) and its LoRA
-    adapter's, or for a hub model the `commit` it was loaded from. Rewriting the weights changes it, even at the same
-    size and modification time; a copy of a model elsewhere keeps it (for files hashed whole)."""
-    return request_key(model=_files_key(name_or_path) or commit,
-                       adapter=adapter and (_files_key(adapter) or str(adapter)))
+def hub_commit(name: str) -> Optional[str]:
+    """The commit that loading hub model `name` now would use, resolved as `from_pretrained` resolves it (asking the
+    hub, or offline the local cache's `refs/main`); None for a local path, or when it cannot be resolved."""
+    if looks_like_path(name) or os.path.isdir(os.path.expanduser(str(name))): return None
+    from transformers.utils.hub import resolve_revision
+    return getattr(resolve_revision(str(name)), "resolved", None)
+
+
+def weights_fingerprint(name_or_path: str, adapter: Optional[str] = None) -> str:
+    """What identifies a model's weights in cache keys, loaded or not: its directory's files (`file_fingerprint`), or
+    for a hub model the commit it loads from (`hub_commit`), and the same of its LoRA adapter. Rewriting the weights
+    changes it, even at the same size and modification time; a copy of a model elsewhere keeps it (for files hashed
+    whole)."""
+    def identity(name: str): return _files_key(name) or [str(name), hub_commit(name)]
+    return request_key(model=identity(name_or_path), adapter=adapter and identity(adapter))
 
 
 def load_causal_lm(name_or_path: str, device: Optional[str] = None, dtype=None, adapter: Optional[str] = None):
@@ -337,7 +368,7 @@ class HFBackend(Backend):
             raise ValueError("HFBackend(model=...) cannot cache: an in-memory model changes as it trains; "
                              "save it and pass its path")
         super().__init__(name_or_path or getattr(model, "name_or_path", "") or "in-memory", cache=cache)
-        if loaded: self.weights = weights_fingerprint(name_or_path, adapter, getattr(model.config, "_commit_hash", None))
+        if loaded: self.weights = weights_fingerprint(name_or_path, adapter)  # as `scope_of` computes it
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
         if tokenizer.pad_token_id is None: tokenizer.pad_token = tokenizer.eos_token
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
-from .core import read_json, read_jsonl, write_json
+from .core import quiet_third_party, read_json, read_jsonl, write_json
 from .sft import SFTSettings, run_trainer_stage, settings_arguments, settings_from_args, trainer_arguments
 
 # %% auto #0
@@ -117,6 +117,7 @@ def train_dpo(model_path: str | Path, rows: Iterable[dict], out_dir: str | Path,
 # %% ../nbs/62_dpo.ipynb #4cbae7d1
 def main(argv: list[str] | None = None) -> int:
     "Script entry: `python -m lcal.dpo --model M --data pairs.jsonl --out DIR --beta B [settings flags]`."
+    quiet_third_party()  # before transformers loads: the Hugging Face bars only on rank 0 of a terminal
     import torch
     from lcal.cli import command_parser
     parser = command_parser("dpo", "DPO on {prompt, chosen, rejected} JSONL rows with TRL's DPOTrainer.")

@@ -75,7 +75,7 @@ def parse_rating(reply: str | None) -> Optional[int]:
     "The rating when the reply's first line is a whole number from 1 to 7, else None."
     if not reply or not reply.strip(): return None
     first = reply.strip().splitlines()[0].strip()
-    return int(first) if first.isdigit() and 1 <= int(first) <= 7 else None
+    return int(first) if re.fullmatch(r"0*[1-7]", first) else None  # ASCII digits only: int("²") would raise
 
 
 def parse_choice(reply: str | None) -> Optional[float]:

@@ -65,13 +65,11 @@ class LLMJudge:
         return results
 
     def read(self, parse: Callable, reply: str):
-        """The parsed reply; None if `parse` cannot read it (returns None, raises ValueError/RecursionError) or it copies
-        the template's example."""
+        """The parsed reply; None if `parse` cannot read it (it returns None) or the reply copies the template's example.
+        An error `parse` raises is a bug in the parser, not an unreadable reply: it propagates."""
+        value = parse(reply)
         examples = set().union(*(t.example_texts for t in self.templates))
-        try:
-            value = parse(reply)
-            return None if value is None or strings_in(value) & examples else value
-        except (ValueError, RecursionError): return None
+        return None if value is None or strings_in(value) & examples else value
 
     def _prompt(self, text: str):
         return [{"role": "user", "content": text}] if self.chat else text

@@ -185,3 +185,39 @@ def test_a_large_weights_file_is_fingerprinted_by_its_ends_size_and_time(tmp_pat
     shard.write_bytes(data)
     os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     assert weights_fingerprint(model_dir) not in (before, changed_end)
+
+
+def test_a_hub_model_has_one_identity_loaded_or_not(tiny_lm_dir, tmp_path, monkeypatch):
+    """`backend_scope("hf:NAME")` and a backend loaded from the hub name hold the same commit: the one a load resolves
+    (offline, the hub cache's refs/main). The hub cannot be reached here: the cache is made up, the load is the tiny model."""
+    from huggingface_hub import constants
+    import lcal.backends as backends
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(backends, "load_causal_lm", lambda name, **kwargs: load_tiny(tiny_lm_dir))
+    main = tmp_path / "models--lcal-test--tiny" / "refs" / "main"
+    main.parent.mkdir(parents=True)
+    main.write_text("a" * 40)
+    loaded = get_backend("hf:lcal-test/tiny")
+    assert loaded.cache_scope() == backend_scope("hf:lcal-test/tiny")
+    main.write_text("b" * 40)  # a new commit of the model
+    assert backend_scope("hf:lcal-test/tiny") != loaded.cache_scope()
+    assert get_backend("hf:lcal-test/tiny").cache_scope() == backend_scope("hf:lcal-test/tiny")
+
+
+def test_weights_are_read_once_per_process_until_rewritten(tiny_lm_dir, tmp_path, monkeypatch):
+    "A second load of the same weights hashes no file; weights rewritten in place (same size and time) are hashed again."
+    import shutil
+    import time
+    import lcal.backends as backends
+    model_dir = shutil.copytree(tiny_lm_dir, tmp_path / "model")
+    time.sleep(backends.SETTLED_SECONDS)  # files written just now are hashed on every load
+    hashed, digest = [], backends.file_digest
+    monkeypatch.setattr(backends, "file_digest", lambda path, size: hashed.append(path) or digest(path, size))
+    first = get_backend(f"hf:{model_dir}")
+    files = len(hashed)
+    assert files == sum(f.is_file() for f in model_dir.iterdir())
+    assert get_backend(f"hf:{model_dir}").cache_scope() == first.cache_scope() and len(hashed) == files
+    assert backend_scope(f"hf:{model_dir}") == first.cache_scope() and len(hashed) == files
+    retrain_in_place(model_dir)
+    assert backend_scope(f"hf:{model_dir}") != first.cache_scope() and len(hashed) == 2 * files

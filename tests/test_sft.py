@@ -1,4 +1,5 @@
 """SFT end to end through its script entry (`python -m lcal.sft`), the way `accelerate launch` runs it."""
+import os
 import subprocess
 import sys
 
@@ -59,3 +60,14 @@ def test_sft_trains_with_eager_attention_under_cpu_bf16(tiny_lm_dir, tmp_path, m
     rows = [{"prompt": f"Write about item {i} .", "completion": f"Item {i} is red ."} for i in range(4)]
     sft.train_sft(tiny_lm_dir, rows, tmp_path / "m", sft.SFTSettings(max_steps=1, per_device_train_batch_size=2, bf16=True))
     assert kernels == ["eager"]  # sdpa, transformers' default, is slower under CPU bf16 autocast
+
+
+@pytest.mark.parametrize("module", ["lcal.sft", "lcal.dpo", "lcal.grpo", "lcal.ppo"])
+def test_every_training_script_quiets_the_hugging_face_bars_first(module, monkeypatch, capsys):
+    "Off a terminal (and on ranks but the first) each script entry switches the bars off, for its children too."
+    import importlib
+    monkeypatch.setenv("LCAL_PROGRESS", "0")
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "")
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS")
+    with pytest.raises(SystemExit): importlib.import_module(module).main(["--help"])
+    assert "usage:" in capsys.readouterr().out and os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS") == "1"
