@@ -21,9 +21,9 @@ from .cli import command_parser
 from .core import get_logger, write_json
 
 # %% auto #0
-__all__ = ['FAKE_SERVER', 'BENCH_KEY_ENV', 'BACKEND_TARGETS', 'ENTAILMENT_TARGETS', 'BENCHMARKS', 'timed', 'interleaved_medians',
-           'benchmark_model', 'reference_sampling', 'bare_batched_generate', 'bench_hf', 'LocalServer', 'bench_api',
-           'bench_backends', 'meets', 'report_lines', 'bench_command']
+__all__ = ['FAKE_SERVER', 'BENCH_KEY_ENV', 'BACKEND_TARGETS', 'ENTAILMENT_TARGETS', 'CITATION_REWARD_TARGETS', 'BENCHMARKS',
+           'timed', 'interleaved_medians', 'benchmark_model', 'reference_sampling', 'bare_batched_generate', 'bench_hf',
+           'LocalServer', 'bench_api', 'bench_backends', 'meets', 'report_lines', 'bench_command']
 
 # %% ../nbs/19_bench.ipynb #dff5d1eb
 def timed(fn: Callable, *args, **kwargs) -> float:
@@ -194,6 +194,8 @@ def bench_backends(args) -> dict:
 
 # %% ../nbs/19_bench.ipynb #ffb04b97
 ENTAILMENT_TARGETS = {"entailment_speedup_vs_reference": (">=", 10.0), "entailment_agreement": (">=", 1.0)}
+CITATION_REWARD_TARGETS = {"token_ends_speedup_200": (">=", 3.0), "token_ends_agreement": (">=", 1.0),
+                           "fg_rs_checks_saved": (">=", 2.0), "fg_rs_agreement": (">=", 1.0)}
 
 
 def _bench_entailment(args) -> dict:
@@ -201,9 +203,16 @@ def _bench_entailment(args) -> dict:
     return bench_entailment(args)
 
 
+def _bench_citation_rewards(args) -> dict:
+    from lcal.citation_rewards import bench_citation_rewards  # described there
+    return bench_citation_rewards(args)
+
+
 BENCHMARKS: dict[str, tuple[Callable, dict, str]] = {
     "backends": (bench_backends, BACKEND_TARGETS, "local HF sampling, API concurrency and the request cache"),
     "entailment": (_bench_entailment, ENTAILMENT_TARGETS, "batched NLI checks against one generate per check"),
+    "citation_rewards": (_bench_citation_rewards, CITATION_REWARD_TARGETS,
+                         "token ends and beam-search entailment checks of the citation rewards, against the old way"),
 }
 
 

@@ -5,6 +5,7 @@
 # %% ../nbs/73_citation_rewards.ipynb #e3ca0def
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import re
@@ -17,7 +18,8 @@ from .alce import (EntailmentJudge, batch_entailer, check_item, citation_verdict
 
 # %% auto #0
 __all__ = ['ABSTENTION', 'answer_view', 'normalize_output', 'Unit', 'answer_units', 'CitationRewards', 'citation_rewards',
-           'token_ends', 'place_rewards', 'CitationReward', 'best_of_n', 'Beam', 'beam_search', 'segment']
+           'prefix_lengths', 'token_ends', 'place_rewards', 'CitationReward', 'best_of_n', 'Beam', 'beam_search',
+           'segment', 'beam_scorer', 'benchmark_answers', 'benchmark_search', 'bench_citation_rewards']
 
 # %% ../nbs/73_citation_rewards.ipynb #966ffcc6
 _INSIDE_BRACKETS = re.compile(r"(?<=\[)\s+|\s+(?=\])")
@@ -123,21 +125,53 @@ def _rewards_task(item: dict, text: str, weight: float, qampari_match: str):
 
 def citation_rewards(items: Sequence[dict], texts: Sequence[str], entail, weight: float = 0.2,
                      qampari_match: str = "substring") -> list[CitationRewards]:
-    "The rewards of each answer view `texts[i]` to ALCE item `items[i]`, judged in batches by `entail`."
+    "The rewards of each answer view `texts[i]` to ALCE item `items[i]`, judged in batches by `entail` (or a kept judge)."
     if qampari_match not in ("substring", "exact"): raise ValueError(f"qampari_match must be 'substring' or 'exact', got {qampari_match!r}")
-    judge = EntailmentJudge(batch_entailer(entail))
+    judge = entail if isinstance(entail, EntailmentJudge) else EntailmentJudge(batch_entailer(entail))
     return judge.resolve([_rewards_task(item, text, weight, qampari_match) for item, text in zip(items, texts)])
 
 # %% ../nbs/73_citation_rewards.ipynb #1a6f5097
-def token_ends(tokenizer, ids: Sequence[int]) -> list[int]:
-    "Per token of a completion, the end of its characters in the decoded completion (non-decreasing)."
-    ends, last = [], 0
-    for t in range(len(ids)):
-        last = max(last, len(tokenizer.decode(list(ids[:t + 1]), skip_special_tokens=True)))
-        ends.append(last)
-    return ends
+def prefix_lengths(tokenizer, ids: Sequence[int]) -> list[int]:
+    "The length of each decoded prefix `ids[:t + 1]` (special tokens skipped): a decode per prefix, quadratic time."
+    ids = list(ids)
+    return [len(tokenizer.decode(ids[:t + 1], skip_special_tokens=True)) for t in range(len(ids))]
 
 
+_BYTE_PIECE = re.compile(r"<0x[0-9A-F]{2}>")
+
+
+def _run_starts(tokenizer, ids: list[int]) -> list[int]:
+    "Per token, the start of its run of byte-fallback tokens `<0xNN>` (special tokens do not end a run), else itself."
+    pieces = tokenizer.convert_ids_to_tokens(ids) if hasattr(tokenizer, "convert_ids_to_tokens") else [None] * len(ids)
+    special = set(getattr(tokenizer, "all_special_ids", ()))
+    starts, run = [], None
+    for t, (i, piece) in enumerate(zip(ids, pieces)):
+        if _BYTE_PIECE.fullmatch(piece or ""): run = t if run is None else run
+        elif i not in special: run = None
+        starts.append(t if run is None else run)
+    return starts
+
+
+def _window_lengths(tokenizer, ids: Sequence[int], context: int) -> list[int]:
+    "`prefix_lengths` in linear time, from windows reaching at least `context` tokens back (see above)."
+    ids, lengths = list(ids), []
+    size = lambda span: len(tokenizer.decode(span, skip_special_tokens=True))
+    starts = _run_starts(tokenizer, ids)
+    for block in range(0, len(ids), context):
+        start, before = starts[max(block - context, 0)], lengths[-1] if lengths else 0
+        head = size(ids[start:block])
+        lengths += [before + size(ids[start:t + 1]) - head for t in range(block, min(block + context, len(ids)))]
+    return lengths
+
+
+def token_ends(tokenizer, ids: Sequence[int], context: int = 8) -> list[int]:
+    "Per token of a completion, the end of its characters in the decoded completion: the running maximum of prefix lengths."
+    lengths = _window_lengths(tokenizer, ids, context)
+    if lengths and lengths[-1] != len(tokenizer.decode(list(ids), skip_special_tokens=True)):
+        lengths = prefix_lengths(tokenizer, ids)   # a decoder reaching further back than the windows
+    return list(itertools.accumulate(lengths, max))
+
+# %% ../nbs/73_citation_rewards.ipynb #75fb7629
 def place_rewards(rewards: CitationRewards, where: Sequence[int], ends: Sequence[int], holistic: bool = False) -> list[float]:
     "Per-token rewards of a completion: `where` maps answer-view characters to decoded ones, `ends` from `token_ends`."
     out = [0.0] * len(ends)
@@ -226,3 +260,81 @@ def segment(text: str, separator: str) -> tuple[str, bool]:
     cut = line.find(separator)
     if cut >= 0 and line[cut + 1:].strip(): return line[:cut + 1], bool(ABSTENTION.search(line[:cut + 1]))
     return line, True
+
+# %% ../nbs/73_citation_rewards.ipynb #3166464d
+def beam_scorer(items: Sequence[dict], entail, weight: float = 0.2) -> Callable[[list[tuple[int, str]]], list[float]]:
+    "`score` for `beam_search`: the holistic reward of each `(search, text)`'s answer view to `items[search]`, by one judge."
+    judge = EntailmentJudge(batch_entailer(entail))
+    return lambda pairs: [r.total() for r in citation_rewards([items[i] for i, _ in pairs],
+                                                               [normalize_output(t) for _, t in pairs], judge, weight)]
+
+# %% ../nbs/73_citation_rewards.ipynb #934bc4d8
+def benchmark_answers(n: int, sentences: int = 40, seed: int = 0, vocabulary: int = 1000) -> tuple[list[str], list[str]]:
+    "`(answers, words)`: `n` answers of random cited sentences over `vocabulary` words."
+    rng = random.Random(seed)
+    words = [f"w{i}" for i in range(vocabulary)]
+    sentence = lambda: " ".join(rng.choices(words, k=rng.randint(5, 12))) + f" [{rng.randint(1, 5)}]."
+    return [" ".join(sentence() for _ in range(sentences)) for _ in range(n)], words
+
+
+def benchmark_search(questions: int = 16, seed: int = 0, vocabulary: int = 500) -> tuple[list[dict], Callable]:
+    "`(items, expand)`: ASQA-like questions over random facts and a seeded sampler of cited facts for `beam_search`."
+    rng = random.Random(seed)
+    words = [f"w{i}" for i in range(vocabulary)]
+    facts = [[rng.sample(words, 4) for _ in range(15)] for _ in range(questions)]   # 3 facts in each of 5 passages
+    items = [{"question": f"q{q} ?", "dataset": "asqa",
+              "docs": [{"title": f"t{q}-{k}", "text": " ".join(" ".join(f) + " ." for f in fs[3 * k:3 * k + 3])}
+                       for k in range(5)],
+              "qa_pairs": [{"question": f"q{q}-{j} ?", "short_answers": [" ".join(fs[j][:2])]} for j in (0, 3, 6)]}
+             for q, fs in enumerate(facts)]
+
+    def draw(i: int) -> tuple[str, bool]:
+        j = rng.randrange(15)
+        cited = j // 3 + 1 if rng.random() < 0.7 else rng.randint(1, 5)
+        return f" {' '.join(facts[i][j])} [{cited}].", rng.random() < 0.2
+    return items, lambda requests, n: [[draw(i) for _ in range(n)] for i, _ in requests]
+
+
+def _fact_entail(premise: str, hypothesis: str) -> bool:
+    "The benchmark's judge: every word of the hypothesis is in the premise."
+    return set(hypothesis.replace(".", " ").split()) <= set(premise.replace(".", " ").split())
+
+
+def _searched(scorer, questions: int) -> tuple[list[tuple[str, float]], int]:
+    "The best `(text, score)` of each benchmark search scored by `scorer(items, entail)`, and the checks it asked."
+    items, expand = benchmark_search(questions)
+    asked = []
+    def entail(premise, hypothesis):
+        asked.append((premise, hypothesis))
+        return _fact_entail(premise, hypothesis)
+    tops = beam_search(expand, scorer(items, entail), len(items), beam=8, depth=5, children=2)
+    return [(t.text, t.score) for t in tops], len(asked)
+
+
+def bench_citation_rewards(args) -> dict:
+    "The citation-rewards benchmark: token ends against a decode per prefix; beam-search checks, one judge per call or search."
+    from lcal.bench import interleaved_medians
+    from lcal.tiny import train_tokenizer
+    quick = getattr(args, "quick", False)
+    answers, words = benchmark_answers(16 if quick else 64)
+    corpus = [" ".join(words) + " [ 1 2 3 4 5 ] ."]
+    tokenizers, out, same, total = [train_tokenizer(corpus), train_tokenizer(corpus, "bpe", vocab_size=600)], {}, 0, 0
+    for n in (48, 200):
+        seconds = {"prefix_decode": 0.0, "token_ends": 0.0}
+        for tokenizer in tokenizers:
+            ids = [tokenizer(a, add_special_tokens=False)["input_ids"][:n] for a in answers]
+            old = lambda: [list(itertools.accumulate(prefix_lengths(tokenizer, i), max)) for i in ids]
+            new = lambda: [token_ends(tokenizer, i) for i in ids]
+            same, total = same + sum(a == b for a, b in zip(old(), new())), total + len(ids)
+            for name, s in interleaved_medians({"prefix_decode": old, "token_ends": new}, 1 if quick else 3).items():
+                seconds[name] += s
+        out[f"token_ends_speedup_{n}"] = seconds["prefix_decode"] / seconds["token_ends"]
+        out[f"token_ends_seconds_{n}"] = seconds
+    per_call = lambda items, entail: lambda pairs: [r.total() for r in citation_rewards(
+        [items[i] for i, _ in pairs], [normalize_output(t) for _, t in pairs], entail)]   # a new judge per depth
+    (old_tops, old_checks), (new_tops, new_checks) = (_searched(s, 4 if quick else 16) for s in (per_call, beam_scorer))
+    return {**out, "token_ends_agreement": same / total, "token_ends_completions": total,
+            "fg_rs_checks_saved": old_checks / new_checks,
+            "fg_rs_checks": {"per_call": old_checks, "per_search": new_checks},
+            "fg_rs_agreement": sum(a == b for a, b in zip(old_tops, new_tops)) / len(new_tops),
+            "fg_rs_searches": len(new_tops)}

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from .alce import alce_scores, item_dataset, read_alce, write_alce
-from .citation_rewards import CitationReward, beam_search, best_of_n, citation_rewards, normalize_output, segment
+from .citation_rewards import CitationReward, beam_scorer, beam_search, best_of_n, normalize_output, segment
 from .core import lcal_path, read_json, stable_hash, with_seed, write_json
 from .rl import RLSettings, plot_reward_curves, train_policy
 from .rolesets import role_spec
@@ -203,11 +203,9 @@ def _fg_rs_data(self) -> Path:
         def expand(requests, k):
             rows = self.sample(model, [f"{prompts[i]} {t}".rstrip() for i, t in requests], k, seed=next(seeds))
             return [[segment(a, separators[i]) for a in row] for (i, _), row in zip(requests, rows)]
-        score = lambda pairs: [r.total() for r in citation_rewards([train[i] for i, _ in pairs],
-                                                                    [normalize_output(t) for _, t in pairs], self.entailer, c.weight)]
         qampari = [s == "," for s in separators]
-        tops = beam_search(expand, score, len(train), c.beam, [c.qampari_depth if q else c.depth for q in qampari],
-                           c.children, qampari, c.seed)
+        tops = beam_search(expand, beam_scorer(train, self.entailer, c.weight), len(train), c.beam,
+                           [c.qampari_depth if q else c.depth for q in qampari], c.children, qampari, c.seed)
         picked = [{"id": i.get("id"), "output": normalize_output(top.text), "reward": top.score} for i, top in zip(train, tops)]
         write_json(tmp / "picked.json", picked)
     settings = {k: getattr(c, k) for k in ("beam", "depth", "qampari_depth", "children", "temperature", "top_k",

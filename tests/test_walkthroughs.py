@@ -31,9 +31,12 @@ def test_walkthroughs_run_on_the_tiny_world(tmp_path, tiny_world, capsys):
     assert [line.split()[:2] for line in lines] == [[name, "finished"] for name in order]
     assert sorted(order) == [p.stem for p in WALKTHROUGHS]
     assert "lc_sft_ece=" in lines[0] and "claims_held=" in lines[0]  # the headline numbers each notebook records
-    executed = tmp_path / "lc" / "lc.ipynb"
-    outputs = [o for c in nbformat.read(str(executed), as_version=4).cells for o in c.get("outputs", [])]
-    assert any("image/png" in o.get("data", {}) for o in outputs)  # the figures are in the executed notebook
+    citations = next(line for line in lines if line.split()[0] == "citations")
+    assert "fg_rl_citation_rec=" in citations and "rs_rl_citation_prec=" in citations
+    for name in ("lc", "citations"):
+        executed = tmp_path / name / f"{name}.ipynb"
+        outputs = [o for c in nbformat.read(str(executed), as_version=4).cells for o in c.get("outputs", [])]
+        assert any("image/png" in o.get("data", {}) for o in outputs), name  # the figures are in the executed notebook
     assert batch_command([str(ROOT / "walkthroughs" / "tiny.yaml"), "--out", str(tmp_path)]) == 0
     assert all(line.split()[1] == "reused" for line in capsys.readouterr().out.splitlines())
 
