@@ -17,7 +17,7 @@ from .sft import SFTSettings
 from .sources import Query
 
 # %% auto #0
-__all__ = ['DEGENERATIONS', 'READER_INIT', 'reader_rows', 'degenerate', 'degenerate_rows', 'forecast_label_rows',
+__all__ = ['DEGENERATIONS', 'READER_INIT', 'reader_rows', 'degenerate', 'degenerate_rows', 'summary_pairs', 'forecast_label_rows',
            'correctness_label_rows', 'ReaderSettings', 'reader_data_stage', 'reader_model_stage']
 
 # %% ../nbs/53_lc_reader.ipynb #7087ac86
@@ -89,6 +89,13 @@ def degenerate_rows(queries: Sequence[Query], lc_paragraphs: Sequence[str], fact
                     [degenerate(fact_paragraphs[i], fact_paragraphs[j], kind, rng) for i, j in zip(mine, others)]))
     return out
 
+# %% ../nbs/53_lc_reader.ipynb #d7f70e7e
+def summary_pairs(queries: Sequence[Query], paragraph_file: Path) -> tuple[list[Query], list[str]]:
+    "`(queries, paragraphs)`: each of `queries` with its first paragraph in a paragraph-stage file (those without one skipped)."
+    first = {r["query_id"]: r["paragraphs"][0] for r in read_jsonl(paragraph_file) if r["paragraphs"] and r["paragraphs"][0]}
+    kept = [q for q in queries if q.query_id in first]
+    return kept, [first[q.query_id] for q in kept]
+
 # %% ../nbs/53_lc_reader.ipynb #22c2bf0a
 def forecast_label_rows(rows: Sequence[dict]) -> list[dict]:
     "ForecastProbs rows (`{question_id, question, paragraph, answer, label}`) from reader rows."
@@ -118,6 +125,7 @@ class ReaderSettings:
     forecaster_loss: str = "logit_mse"  # ForecastProbs' `soft_label_loss` (the paper: "bce"; log space serves the reward)
     heldout_every: int = 20  # one question in this many measures each scalar model's fit
     degenerate_share: float = 0.5  # extra rows of degenerate paragraphs (`DEGENERATIONS`), as a share of the rows
+    summaries: bool = False  # also read the summaries LC SFT learned from (see below)
     seed: int = 0
 
 # %% ../nbs/53_lc_reader.ipynb #df84cc29
@@ -125,6 +133,7 @@ def reader_data_stage(p) -> Path:
     "Stage 4: the source's reader roles on LC SFT and Factuality SFT paragraphs of the RL queries."
     s = p.config.reader
     lc, fact = p.run("lc_sft"), p.run("factuality_sft")
+    summaries = p.run("summaries") if s.summaries else None
     roles = p.roles.need("extractor", "forecaster", "judge")
     def build(d: Path):
         given = p.source.given("reward_model_training")
@@ -143,10 +152,16 @@ def reader_data_stage(p) -> Path:
             extra = degenerate_rows(pairs, lc_flat, fact_flat, round(s.degenerate_share * len(pairs)), s.seed)
             rows += [{**r, "degenerate": kind} for kind, qs, lcs, facts in extra
                      for r in reader_rows(qs, lcs, facts, roles.extractor, roles.forecaster, roles.judge)]
+            if summaries is not None:
+                summary_queries, summary_paragraphs = summary_pairs(p.source.queries("sft"), summaries / "paragraphs.jsonl")
+                rows += [{**r, "summary": True} for r in reader_rows(summary_queries, summary_paragraphs, summary_paragraphs,
+                                                                     roles.extractor, roles.forecaster, roles.judge)]
         write_jsonl(d / "reward_model_training.jsonl", rows)
     settings = {k: getattr(s, k) for k in ("paragraphs", "temperature", "max_new_tokens", "seed", "degenerate_share")}
+    inputs = {"lc_sft": lc, "factuality_sft": fact, "source": p.source.key()}
+    if summaries is not None: settings, inputs = {**settings, "summaries": True}, {**inputs, "summaries": summaries}
     return p.stage("reader_data", {**settings, "roles": {n: role_spec(getattr(roles, n)) for n in ("extractor", "forecaster", "judge")}}, build,
-                   {"lc_sft": lc, "factuality_sft": fact, "source": p.source.key()})
+                   inputs)
 
 
 READER_INIT = {"extractor": None, "forecaster": "lc_sft", "factuality_rm": "factuality_sft"}
