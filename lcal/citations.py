@@ -17,8 +17,8 @@ import numpy as np
 
 from .alce import alce_scores, item_dataset, read_alce, write_alce
 from .citation_rewards import CitationReward, beam_scorer, beam_search, best_of_n, normalize_output, segment
-from .core import lcal_path, read_json, stable_hash, with_seed, write_json
-from .rl import RLSettings, plot_reward_curves, train_policy
+from .core import from_jsonable, lcal_path, read_json, stable_hash, to_jsonable, with_seed, write_json
+from .rl import PolicyLoRA, RLSettings, plot_reward_curves, train_policy
 from .rolesets import role_spec
 from .sft import SFTSettings, model_key, train_sft
 from .sources import Source, _fingerprint
@@ -26,8 +26,9 @@ from .stages import StageRun
 
 # %% auto #0
 __all__ = ['LONG_FORM_INSTRUCTION', 'LIST_INSTRUCTION', 'REPORTED', 'METHODS', 'RL_METHODS', 'citation_prompt', 'CitationsConfig',
-           'kind_mean_ci', 'method_metrics', 'CitationsPipeline', 'citation_tokens', 'ALCESource', 'results_table',
-           'citations_parser', 'citations_command']
+           'kind_mean_ci', 'method_metrics', 'CitationsPipeline', 'citation_tokens', 'entailer_recipe',
+           'rebuilt_entailer', 'citation_reward', 'ALCESource', 'results_table', 'citations_parser',
+           'citations_command']
 
 # %% ../nbs/74_citations.ipynb #6325d000
 LONG_FORM_INSTRUCTION = "Answer the question from the documents; cite them as [n] after each sentence."
@@ -61,6 +62,8 @@ class CitationsConfig:
     rs_sft: SFTSettings = field(default_factory=lambda: SFTSettings(num_train_epochs=3.0, learning_rate=3e-4))
     rl: RLSettings = field(default_factory=lambda: RLSettings(algorithm="ppo", max_steps=60, kl_coef=0.3, prompts_per_step=2,
                                                               generations=4, heldout_queries=0, temperature=0.7))
+    rl_lora: PolicyLoRA = field(default_factory=PolicyLoRA)  # PPO's LoRA (lora_r 0: full fine-tuning)
+    launch: str | None = None  # an accelerate config (`lcal.launch`): every training stage runs under accelerate launch
     n_resamples: int = 2000
     seed: int = 0
 
@@ -131,6 +134,10 @@ class CitationsPipeline(StageRun):
             if roles is None: raise ValueError(f"{source!r} has no roles of its own; give an entailer (e.g. --judge nli:MODEL)")
             entailer = roles.need("entailer").entailer
         self.entailer = entailer
+        if self.config.launch:  # fail now, not after the stages before the first launched one
+            from lcal.launch import accelerate_config_path
+            accelerate_config_path(self.config.launch)
+            entailer_recipe(entailer)
         super().__init__(run_dir or lcal_path("runs", "citations", source.key()))
         self._backends = {}
 
@@ -178,7 +185,7 @@ def _distill(self) -> Path:
         extra = citation_tokens(base, max(len(i["docs"]) for i in train))
         settings = dataclasses.replace(settings, train_tokens=" ".join(dict.fromkeys((settings.train_tokens + " " + extra).split())))
     rows = _sft_rows(train, [i["output"] for i in train])
-    return self.tracked(self.run_dir / "distill", lambda: train_sft(base, rows, self.run_dir / "distill", settings))
+    return self.tracked(self.run_dir / "distill", lambda: train_sft(base, rows, self.run_dir / "distill", settings, c.launch))
 
 
 def _h_rs_data(self) -> Path:
@@ -221,7 +228,8 @@ def _rs_model(self, name: str) -> Path:
     rows = _sft_rows(self.items("train"), [p["output"] for p in picks])
     if not rows: raise ValueError(f"{data / 'picked.json'}: every picked answer is empty; nothing to train {name} on")
     distill = self.distill()
-    return self.tracked(self.run_dir / name, lambda: train_sft(distill, rows, self.run_dir / name, self.config.rs_sft))
+    c = self.config
+    return self.tracked(self.run_dir / name, lambda: train_sft(distill, rows, self.run_dir / name, c.rs_sft, c.launch))
 
 
 CitationsPipeline.distill, CitationsPipeline.h_rs_data, CitationsPipeline.fg_rs_data = _distill, _h_rs_data, _fg_rs_data
@@ -231,16 +239,52 @@ CitationsPipeline.rs_model = _rs_model
 RL_METHODS = {"h_rl": ("distill", True), "fg_rl": ("distill", False), "rs_rl": ("fg_rs", False)}  # init, holistic
 
 
+def entailer_recipe(entailer) -> dict:
+    "What rebuilds `entailer` in another process (`rebuilt_entailer`): the world's oracle or an NLI model."
+    from lcal.entailment import NLIEntailer
+    from lcal.world_roles import WorldEntailer
+    if isinstance(entailer, WorldEntailer): return {"world": to_jsonable(entailer.world.config)}
+    if isinstance(entailer, NLIEntailer):
+        label = None if entailer.seq2seq else entailer.model.config.id2label[entailer.label]
+        return {"nli": {"name_or_path": entailer.name_or_path, "batch_size": entailer.batch_size, "label": label,
+                        "max_length": entailer.max_length, "template": entailer.template, "positive": entailer.positive,
+                        "max_new_tokens": entailer.max_new_tokens}}
+    raise ValueError(f"launch: the entailer {type(entailer).__name__} cannot be rebuilt in launched processes; "
+                     "judge with world or nli:MODEL, or run without launch")
+
+
+def rebuilt_entailer(recipe: dict):
+    "The entailer of an `entailer_recipe` (an NLI model on this process's GPU under a launcher, if there are GPUs)."
+    import os
+    import torch
+    if "world" in recipe:
+        from lcal.world import WorldConfig, build_world
+        from lcal.world_roles import WorldEntailer
+        return WorldEntailer(build_world(from_jsonable(WorldConfig, recipe["world"])))
+    from lcal.entailment import NLIEntailer
+    device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else None  # None: its own pick
+    return NLIEntailer(**recipe["nli"], device=device)
+
+
+def citation_reward(entailer, tokenizer: str, holistic: bool, weight: float) -> CitationReward:
+    "`CitationReward` for `train_policy` by import path: on `entailer` (itself, or its `entailer_recipe`) and `tokenizer` (a path)."
+    from transformers import AutoTokenizer
+    entail = rebuilt_entailer(entailer) if isinstance(entailer, dict) else entailer
+    return CitationReward(entail, AutoTokenizer.from_pretrained(tokenizer), holistic, weight)
+
+
 def _rl_model(self, name: str) -> Path:
     "`h_rl`, `fg_rl` or `rs_rl`: PPO with citation rewards (the policy in `<stage>/model`)."
-    from transformers import AutoTokenizer
     c, (start, holistic) = self.config, RL_METHODS[name]
     init = self.model(start)
     rows = [{"prompt": citation_prompt(i), "item": json.dumps(i)} for i in self.items("train")]
     def build(tmp: Path):
-        reward = CitationReward(self.entailer, AutoTokenizer.from_pretrained(init), holistic, c.weight)
-        train_policy(c.rl, init, rows, reward, tmp, value_model=init, max_prompt_length=c.max_prompt_length)
+        reward = {"entailer": entailer_recipe(self.entailer) if c.launch else self.entailer, "tokenizer": str(init),
+                  "holistic": holistic, "weight": c.weight}
+        train_policy(c.rl, init, rows, "lcal.citations:citation_reward", tmp, value_model=init,
+                     max_prompt_length=c.max_prompt_length, reward_kwargs=reward, lora=c.rl_lora, launch=c.launch)
     settings = {"rl": c.rl, "holistic": holistic, "weight": c.weight, "max_prompt_length": c.max_prompt_length}
+    if c.rl_lora.lora_r: settings["lora"] = c.rl_lora
     return self.stage(name, settings, build, {"init": self.model_key(init), "task": self.model_key(self.task()),
                                               "judge": self.judge_key()}) / "model"
 
@@ -323,6 +367,8 @@ def citations_parser():
     parser.add_argument("--out", default="citations_report", help="where results.json and reward_curves.png go")
     parser.add_argument("--quick", action="store_true", help="tiny budgets (CitationsConfig.quick): a smoke run")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
+    parser.add_argument("--launch", metavar="CONFIG", help="run every training stage under accelerate launch with this "
+                        "accelerate config (e.g. cpu_2proc, ddp_4gpu; see lcal.launch)")
     real.add_argument("--train", help="ALCE JSON of training questions with the teacher's answers (output)")
     real.add_argument("--heldout", help="ALCE JSON of held-out questions")
     return parser
@@ -337,6 +383,7 @@ def citations_command(argv: list[str]) -> int:
     try:
         config = with_seed(CitationsConfig.quick() if args.quick else CitationsConfig(), args.seed)
         if args.config: config = config.updated(read_json(args.config))
+        if args.launch: config = config.updated({"launch": args.launch})
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         unknown = [m for m in methods if m not in METHODS]
         if unknown: raise ValueError(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHODS)}")

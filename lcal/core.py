@@ -21,10 +21,10 @@ import numpy as np
 from tqdm import tqdm
 
 # %% auto #0
-__all__ = ['PROGRESS_LINE_SECONDS', 'lcal_home', 'lcal_path', 'to_jsonable', 'stable_hash', 'seed_everything', 'with_seed',
-           'atomic_write', 'write_json', 'read_json', 'write_jsonl', 'read_jsonl', 'write_parquet', 'process_rank',
-           'get_logger', 'progress_mode', 'progress_enabled', 'quiet_third_party', 'progress', 'SetupError',
-           'MissingDependency', 'require']
+__all__ = ['PROGRESS_LINE_SECONDS', 'lcal_home', 'lcal_path', 'to_jsonable', 'stable_hash', 'from_jsonable', 'seed_everything',
+           'with_seed', 'atomic_write', 'write_json', 'read_json', 'write_jsonl', 'read_jsonl', 'write_parquet',
+           'process_rank', 'get_logger', 'progress_mode', 'progress_enabled', 'quiet_third_party', 'progress',
+           'SetupError', 'MissingDependency', 'require']
 
 # %% ../nbs/00_core.ipynb #120a20ee
 def lcal_home() -> Path:
@@ -58,6 +58,20 @@ def stable_hash(obj: Any, length: int = 16) -> str:
     "Hex digest of the canonical JSON form of `obj`."
     text = json.dumps(to_jsonable(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def from_jsonable(kind: Any, value: Any) -> Any:
+    """`value` (a JSON value) as the type hint `kind` wants it, undoing `to_jsonable`: a dict for a dataclass type (also
+    inside `X | None`) becomes that dataclass, field by field, and a list for a tuple a tuple; anything else is kept."""
+    import dataclasses
+    import typing
+    kinds = (kind, *typing.get_args(kind))
+    cls = next((k for k in kinds if isinstance(k, type) and dataclasses.is_dataclass(k)), None)
+    if cls is not None and isinstance(value, dict):
+        hints = typing.get_type_hints(cls)
+        return cls(**{name: from_jsonable(hints.get(name), v) for name, v in value.items()})
+    if isinstance(value, list) and any(k is tuple or typing.get_origin(k) is tuple for k in kinds): return tuple(value)
+    return value
 
 # %% ../nbs/00_core.ipynb #fd109913
 def seed_everything(seed: int) -> None:

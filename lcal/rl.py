@@ -15,12 +15,12 @@ from numbers import Real
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from .core import get_logger, read_json, read_jsonl, write_json, write_jsonl
+from .core import get_logger, process_rank, read_json, read_jsonl, write_json, write_jsonl
 
 # %% auto #0
-__all__ = ['ALGORITHMS', 'CURVE_KEYS', 'RLSettings', 'trainer_config', 'curve_row', 'read_reward_curve', 'heldout_value',
-           'training_level', 'clearly_above', 'divergence', 'preserved_rng', 'HeldoutWatch', 'batch_step',
-           'trl_callback', 'train_policy', 'read_heldout', 'plot_reward_curves']
+__all__ = ['ALGORITHMS', 'CURVE_KEYS', 'RLSettings', 'PolicyLoRA', 'trainer_config', 'curve_row', 'read_reward_curve',
+           'heldout_value', 'training_level', 'clearly_above', 'divergence', 'preserved_rng', 'HeldoutWatch',
+           'batch_step', 'trl_callback', 'train_policy', 'read_heldout', 'plot_reward_curves']
 
 # %% ../nbs/47_rl.ipynb #4d9ac183
 ALGORITHMS = ("ppo", "grpo", "rloo")
@@ -61,6 +61,15 @@ class RLSettings:
     def batch_size(self) -> int:
         "Rollouts per step."
         return self.prompts_per_step * self.generations
+
+# %% ../nbs/47_rl.ipynb #fbcd7258
+@dataclass
+class PolicyLoRA:
+    "LoRA adapters for RL instead of full fine-tuning (`lora_r` 0: off); merged into the saved policy."
+    lora_r: int = 0
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_target_modules: str = "all-linear"  # or a comma-separated list like "q_proj,v_proj"
 
 # %% ../nbs/47_rl.ipynb #bfb50df0
 def trainer_config(settings: RLSettings, output_dir: str | Path):
@@ -258,27 +267,32 @@ def trl_callback(watch: HeldoutWatch, tokenizer, iterations: int):
     return HeldoutCallback()
 
 # %% ../nbs/47_rl.ipynb #c34267d8
-def _train_trl(settings, init_model, tokenizer, dataset, reward_fn, out_dir: Path, watch=None):
-    "GRPO/RLOO: the trainer (its model saved to `out_dir/model`) and its raw log rows (also kept live in a file)."
+def _train_trl(settings, init_model, tokenizer, dataset, reward_fn, out_dir: Path, watch=None, peft_config=None):
+    "GRPO/RLOO: the trainer (its model saved to `out_dir/model`, adapters merged) and its raw log rows (also kept live in a file)."
     from lcal.grpo import train_rl
     callbacks = [] if watch is None else [trl_callback(watch, tokenizer, settings.iterations)]
     trainer = train_rl(init_model, tokenizer, dataset, reward_fn, config=trainer_config(settings, out_dir / "trainer"),
-                       time_limit=settings.seconds, curve_path=out_dir / "trainer_stats.jsonl", callbacks=callbacks)
+                       time_limit=settings.seconds, curve_path=out_dir / "trainer_stats.jsonl", callbacks=callbacks,
+                       peft_config=peft_config)
     if watch is not None: watch.finish(batch_step(trainer.state.global_step, settings.iterations), trainer.model, tokenizer)
-    trainer.save_model(str(out_dir / "model"))
+    if peft_config is None: trainer.save_model(str(out_dir / "model"))
+    elif trainer.accelerator.is_main_process:
+        trainer.accelerator.unwrap_model(trainer.model).merge_and_unload().save_pretrained(out_dir / "model")
     return trainer, trainer.reward_curve.rows
 
 
 def _train_ppo(settings, init_model, tokenizer, dataset, reward_fn, value_model, out_dir: Path, watch=None,
-               max_prompt_length: int | None = None):
-    "PPO: the trainer (its policy moved to `out_dir/model`) and its step statistics."
+               max_prompt_length: int | None = None, peft_config=None):
+    "PPO: the trainer (its policy moved to `out_dir/model`, adapters merged) and its step statistics."
+    import torch
     from accelerate import Accelerator
     from lcal.ppo import PPOTrainer
     config = trainer_config(settings, out_dir / "trainer")
     if max_prompt_length: config.max_prompt_length = max_prompt_length
     trainer = PPOTrainer(config, init_model, tokenizer, reward_fn, dataset,
-                         value_model=value_model,
-                         accelerator=Accelerator())  # whatever precision this process's accelerate state has
+                         value_model=value_model, peft_config=peft_config,
+                         # the precision of this process's accelerate state; CPU processes of a launched job: gloo
+                         accelerator=Accelerator(cpu=not torch.cuda.is_available()))
     callback = None
     if watch is not None:
         watch.measure(0, trainer.policy, tokenizer)
@@ -291,38 +305,60 @@ def _train_ppo(settings, init_model, tokenizer, dataset, reward_fn, value_model,
     trainer.save(out_dir / "trainer")
     if trainer.accelerator.is_main_process:
         write_jsonl(out_dir / "trainer_stats.jsonl", stats)
-        shutil.move(str(out_dir / "trainer" / "policy"), str(out_dir / "model"))
+        if peft_config is None: shutil.move(str(out_dir / "trainer" / "policy"), str(out_dir / "model"))
+        else: trainer.policy.merge_and_unload().save_pretrained(out_dir / "model")
     return trainer, stats
 
 
-def train_policy(settings: RLSettings, init_model: str | Path, rows: Sequence[dict], reward_fn: Callable,
+def train_policy(settings: RLSettings, init_model: str | Path, rows: Sequence[dict], reward_fn: Callable | str,
                  out_dir: str | Path, value_model: str | Path | None = None, monitor: Callable | None = None,
-                 max_prompt_length: int | None = None) -> Path:
+                 max_prompt_length: int | None = None, reward_kwargs: dict | None = None, lora: PolicyLoRA | None = None,
+                 launch: str | None = None) -> Path:
     """Train from `init_model` on `rows` (a "prompt" and the columns `reward_fn` reads) with `settings.algorithm`;
     leaves the policy and tokenizer in `out_dir/model`, the curve in `out_dir/reward_curve.jsonl` and the trainer's
     own log rows in `out_dir/trainer_stats.jsonl`. PPO's value model starts from `value_model` (required).
     `monitor(model, tokenizer)`, if given, is the held-out reward (see "The held-out watch"): measured at step 0, every
     `settings.monitor_every` batches and at the end, written to the curve and `out_dir/rl_summary.json`; with
     `settings.keep_best` the saved policy is the one with the best held-out reward. PPO drops prompts longer than
-    `max_prompt_length` tokens (default: `lcal.ppo.PPOConfig`'s)."""
+    `max_prompt_length` tokens (default: `lcal.ppo.PPOConfig`'s). `reward_fn` may be an import path
+    "package.module:function", called with `reward_kwargs` (if given) to make the reward, as the `lcal.ppo` script takes
+    it. `lora` trains LoRA adapters (`PolicyLoRA`) and saves the policy merged. With `launch` (an accelerate config)
+    the run is a job of `accelerate launch` (`lcal.launch.launch_call`): the reward must be an import path, and no
+    monitor is watched."""
     from datasets import Dataset
     from transformers import AutoTokenizer
+    from lcal.sft import lora_config
     if settings.algorithm == "ppo" and value_model is None:
         raise ValueError("train_policy: PPO needs a value_model (e.g. the reward model's directory)")
     if not rows or "prompt" not in rows[0]: raise ValueError("train_policy: rows need a 'prompt' column")
+    if launch:
+        if not isinstance(reward_fn, str) or monitor is not None:
+            raise ValueError("train_policy: under launch the reward must be an import path ('package.module:function') "
+                             "and there can be no monitor")
+        from lcal.launch import launch_call
+        launch_call("lcal.rl:train_policy", dict(settings=settings, init_model=init_model, rows=list(rows),
+                                                 reward_fn=reward_fn, out_dir=out_dir, value_model=value_model,
+                                                 max_prompt_length=max_prompt_length, reward_kwargs=reward_kwargs,
+                                                 lora=lora), launch)
+        return Path(out_dir) / "model"
+    if isinstance(reward_fn, str):
+        from lcal.rewards import load_reward_fn
+        reward_fn = load_reward_fn(reward_fn, **(reward_kwargs or {}))
     out_dir = Path(out_dir)
-    for scratch in ("model", "trainer"): shutil.rmtree(out_dir / scratch, ignore_errors=True)
-    (out_dir / "rl_summary.json").unlink(missing_ok=True)
+    if process_rank() == 0:  # under a launcher, one process clears what an earlier run left
+        for scratch in ("model", "trainer"): shutil.rmtree(out_dir / scratch, ignore_errors=True)
+        (out_dir / "rl_summary.json").unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(init_model)
     dataset = Dataset.from_list(list(rows))
     watch = None if monitor is None else HeldoutWatch(monitor, settings)
+    peft_config = None if lora is None else lora_config(lora, "CAUSAL_LM")
     if settings.algorithm == "ppo":
         trainer, log = _train_ppo(settings, init_model, tokenizer, dataset, reward_fn, value_model, out_dir, watch,
-                                  max_prompt_length)
+                                  max_prompt_length, peft_config)
         curve = [curve_row(row) for row in log]
     else:
-        trainer, log = _train_trl(settings, init_model, tokenizer, dataset, reward_fn, out_dir, watch)
+        trainer, log = _train_trl(settings, init_model, tokenizer, dataset, reward_fn, out_dir, watch, peft_config)
         curve = [curve_row(row, step=batch_step(row["step"], settings.iterations)) for row in log]
     if watch is not None:
         heldout = {m["step"]: m["heldout_reward"] for m in watch.measurements}

@@ -20,13 +20,13 @@ import torch
 
 from .core import (get_logger, process_rank, progress, progress_enabled, quiet_third_party, read_jsonl,
                        seed_everything, stable_hash, write_json, write_jsonl)
-from .stages import finished_key, run_stage
+from .stages import finished_key, run_stage, stage_key
 
 # %% auto #0
 __all__ = ['RUN_FILE', 'LOSS_FILE', 'SFTSettings', 'check_sft_rows', 'replay_rows', 'model_key', 'write_run_record',
            'TrainingLog', 'quiet_datasets', 'trainer_arguments', 'token_ids', 'cpu_bf16_supported',
-           'training_attention', 'prepare_backbone', 'lora_config', 'save_trained', 'training_processes', 'train_sft',
-           'run_trainer_stage', 'settings_arguments', 'settings_from_args', 'main']
+           'training_attention', 'prepare_backbone', 'train_token_rows', 'lora_config', 'save_trained',
+           'training_processes', 'train_sft', 'run_trainer_stage', 'settings_arguments', 'settings_from_args', 'main']
 
 # %% ../nbs/41_sft.ipynb #a5f53335
 @dataclass
@@ -177,13 +177,21 @@ def prepare_backbone(model, settings, tokenizer=None):
     """Freeze the input embeddings (and with them a tied LM head) when `settings.freeze_embeddings` — all rows but
     those of `settings.train_tokens`, whose gradient is kept by a row mask (needs `tokenizer`)."""
     if not settings.freeze_embeddings or settings.lora_r: return model
-    weight = model.get_input_embeddings().weight
     if not settings.train_tokens.strip():
-        weight.requires_grad_(False)
+        model.get_input_embeddings().weight.requires_grad_(False)
         return model
-    if tokenizer is None: raise ValueError("prepare_backbone: train_tokens needs the tokenizer")
+    return train_token_rows(model, settings.train_tokens, tokenizer)
+
+
+def train_token_rows(model, tokens: str, tokenizer):
+    """Let the embedding rows of the space-separated `tokens` train and no other row: the matrix requires grad, its
+    gradient masked to those rows. Under LoRA, applied to the peft model (which froze every base weight), the rows train
+    beside the adapter and are saved with the merged model."""
+    if tokenizer is None: raise ValueError("train_token_rows: train_tokens needs the tokenizer")
+    weight = model.get_input_embeddings().weight
     mask = torch.zeros(weight.shape[0], 1, dtype=weight.dtype)
-    mask[token_ids(tokenizer, settings.train_tokens)] = 1.0
+    mask[token_ids(tokenizer, tokens)] = 1.0
+    weight.requires_grad_(True)
     weight.register_hook(lambda grad: grad * mask.to(grad.device, grad.dtype))
     return model
 
@@ -218,14 +226,27 @@ def training_processes():
 
 # %% ../nbs/41_sft.ipynb #4cedbcc0
 def train_sft(model_path: str | Path, rows: Iterable[dict], out_dir: str | Path,
-              settings: SFTSettings | None = None) -> Path:
-    "Fine-tune the causal LM at `model_path` on `{prompt, completion}` rows (loss on completions); return `out_dir`."
+              settings: SFTSettings | None = None, launch: str | None = None) -> Path:
+    """Fine-tune the causal LM at `model_path` on `{prompt, completion}` rows (loss on completions); return `out_dir`.
+    With `launch` (an accelerate config, `lcal.launch`), in every process of an `accelerate launch` job, unless the
+    stage is already finished."""
     from trl import SFTConfig, SFTTrainer
     settings = settings or SFTSettings()
     rows = check_sft_rows(rows)
+    if launch:
+        if finished_key(out_dir) != stage_key("sft", settings, _trainer_inputs(model_path, rows)):
+            from lcal.launch import launch_call
+            launch_call("lcal.sft:train_sft", {"model_path": model_path, "rows": rows, "out_dir": out_dir,
+                                               "settings": settings}, launch)
+        return Path(out_dir)
     config = SFTConfig(**trainer_arguments(settings, out_dir), max_length=settings.max_length,
                        completion_only_loss=True, dataset_num_proc=None)
     return run_trainer_stage("sft", SFTTrainer, model_path, rows, out_dir, settings, config)
+
+
+def _trainer_inputs(model_path: str | Path, rows: list[dict]) -> dict:
+    "The inputs of a trainer stage's key: the model's key and the rows' hash."
+    return {"model": model_key(model_path), "data": stable_hash(rows)}
 
 
 def run_trainer_stage(kind: str, trainer_cls, model_path: str | Path, rows: list[dict], out_dir: str | Path,
@@ -247,6 +268,8 @@ def run_trainer_stage(kind: str, trainer_cls, model_path: str | Path, rows: list
         with quiet_datasets():
             trainer = trainer_cls(model=model, args=config, train_dataset=Dataset.from_list(rows),
                                   processing_class=tokenizer, peft_config=lora_config(settings, "CAUSAL_LM"))
+        if settings.lora_r and settings.train_tokens.strip():  # peft froze every base weight: these rows train again
+            train_token_rows(trainer.model, settings.train_tokens, tokenizer)
         log = TrainingLog.attach(trainer, kind)
         result = trainer.train()
         save_trained(trainer, tmp, settings)
@@ -257,7 +280,7 @@ def run_trainer_stage(kind: str, trainer_cls, model_path: str | Path, rows: list
                               result.training_loss, out_dir)
         write_run_record(tmp, info, log.rows, trainer.accelerator)
 
-    return run_stage(out_dir, kind, settings, build, inputs={"model": model_key(model_path), "data": stable_hash(rows)},
+    return run_stage(out_dir, kind, settings, build, inputs=_trainer_inputs(model_path, rows),
                      accelerator=training_processes())
 
 # %% ../nbs/41_sft.ipynb #f5519136

@@ -82,3 +82,21 @@ def test_sft_under_accelerate_launch_two_processes(tiny_lm_dir, tmp_path):
     run_launched("lcal.sft", ["--model", str(tiny_lm_dir), "--data", str(data), "--out", str(out), "--max-steps", "3",
                               "--per-device-train-batch-size", "2", "--logging-steps", "1"])
     assert (out / "_stage.json").stat().st_mtime_ns == stamp  # finished: every process skips it
+
+
+def test_train_sft_with_launch_runs_its_stage_in_two_processes_once(tiny_lm_dir, tmp_path, monkeypatch):
+    "`train_sft(..., launch=...)`: the stage is trained by a 2-process job; called again, it is found finished and not relaunched."
+    import lcal.launch
+    from lcal.sft import SFTSettings, train_sft
+    rows = [{"prompt": f"Write about item {i} .", "completion": f"Item {i} is red ."} for i in range(8)]
+    settings = SFTSettings(max_steps=2, per_device_train_batch_size=2, logging_steps=1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("LCAL_PROGRESS", "0")
+    out = train_sft(tiny_lm_dir, rows, tmp_path / "sft", settings, launch="cpu_2proc")
+    info = read_json(out / "lcal_run.json")
+    assert (info["processes"], info["steps"], info["rows"]) == (2, 2, 8)
+    assert not list(tmp_path.glob(".*"))  # no partial directory or lock left
+    monkeypatch.setattr(lcal.launch, "launch_call", lambda *a, **kw: pytest.fail("a finished stage was relaunched"))
+    key = read_json(out / "_stage.json")["key"]
+    assert train_sft(tiny_lm_dir, rows, out, settings, launch="cpu_2proc") == out
+    assert train_sft(tiny_lm_dir, rows, out, settings) == out and read_json(out / "_stage.json")["key"] == key
