@@ -59,7 +59,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lc": ("lcal.lc_cli:lc_command", "linguistic-calibration training stages (sample, summarize, sft, reader, rl)"),
     "demo": ("lcal.demo:demo_command", "the whole linguistic-calibration pipeline on the simulated world"),
     "study": ("lcal.study:study_command", "`study lc`: LC over a grid of seeds and kernel variants, and which claims hold where"),
-    "feedback": ("lcal.feedback:feedback_command", "sparse feedback: ratings vs rankings, a reward model each, best-of-n win rates"),
+    "feedback": ("lcal.feedback:feedback_command", "sparse feedback: ratings vs rankings, a reward model each, best-of-n win rates; `feedback consistency` on your CSVs"),
     "facttune": ("lcal.facttune:facttune_command", "FactTune: FactScore and model-confidence rewards, preference pairs, DPO"),
     "citations": ("lcal.citations:citations_command", "citations: distillation, rejection sampling, holistic and fine-grained PPO; ALCE metrics"),
     "batch": ("lcal.batch:batch_command", "run notebooks × parameter sets with papermill, resumably, with one summary table"),

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .core import lcal_path, read_json, read_jsonl, with_seed, write_json, write_jsonl
-from .feedback_consistency import consistency, contingency_markdown
+from .feedback_consistency import consistency, consistency_command, contingency_markdown
 from .feedback_data import (instruction_rows, rankings_rows, ratings_rows, read_feedback_csv, write_feedback_csv,
                                 write_instructions)
 from .feedback_judges import add_label_noise, rank_both_orders
@@ -266,6 +266,8 @@ def feedback_parser():
     parser, real = pipeline_parser("feedback", "Sparse feedback: ratings vs rankings, a reward model per protocol, "
                                    "best-of-n policies and win rates under both protocols, on the world or real inputs.",
                                    "the policy", "FeedbackConfig overrides, e.g. {\"best_of\": 16}")
+    parser.epilog = ("`lcal feedback consistency --ratings R.csv --rankings K.csv` measures the agreement of feedback files "
+                     "you already have, without the pipeline (see its --help).")
     parser.add_argument("--out", default="feedback_report", help="where results.json, details.json and win_rates.png go")
     real.add_argument("--instructions", help="feedback instructions: the paper's JSON list of {instruction, input}")
     real.add_argument("--eval-instructions", help="held-out instructions (AlpacaEval-style 'output's are the reference)")
@@ -274,10 +276,12 @@ def feedback_parser():
 
 
 def feedback_command(argv: list[str]) -> int:
-    "`lcal feedback`: run (or resume) the sparse-feedback pipeline and print its table and the paper's findings."
+    """`lcal feedback`: run (or resume) the sparse-feedback pipeline and print its table and the paper's findings;
+    `lcal feedback consistency ...` is `consistency_command` (the measure alone, on your own files)."""
     from lcal.rolesets import build_roles
     from lcal.cli import source_from_world_args
     from lcal.sources import make_source
+    if argv[:1] == ["consistency"]: return consistency_command(argv[1:])
     parser = feedback_parser()
     args = parser.parse_args(argv)
     try:

@@ -5,13 +5,15 @@
 # %% ../nbs/82_feedback_consistency.ipynb #a40586f3
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from typing import Optional, Sequence
 
-from .feedback_data import RANKING_LABELS
+from .feedback_data import RANKING_LABELS, read_feedback_csv
 
 # %% auto #0
-__all__ = ['implied_label', 'consistency', 'contingency_markdown']
+__all__ = ['implied_label', 'consistency', 'contingency_markdown', 'plot_contingency', 'feedback_agreement', 'agreement_text',
+           'consistency_parser', 'consistency_command']
 
 # %% ../nbs/82_feedback_consistency.ipynb #e0eb6673
 def implied_label(score1: Optional[int], score2: Optional[int]) -> Optional[str]:
@@ -30,25 +32,26 @@ def _unique(rows: Sequence[dict], columns: Sequence[str]) -> list[dict]:
 
 def consistency(ratings: Sequence[dict], rankings: Sequence[dict]) -> dict:
     """Agreement of rating-implied and ranked preferences over the ranked pairs (both tables de-duplicated; a pair
-    meets every rating of each of its responses, as a table join does): `consistency` in [0, 1], `compared`,
-    `skipped` (no label or no rating) and `contingency[ranked][implied]` counts."""
+    meets every rating of each of its responses, as a table join does): `consistency` in [0, 1], `compared`, the
+    distinct ranked `pairs`, those `unlabelled` (the ranking was dropped) and `unrated` (a response has no rating),
+    `skipped` (both kinds) and `contingency[ranked][implied]` counts."""
     ratings = _unique([r for r in ratings if r.get("score") is not None], ("instruction", "input", "response", "score"))
     rankings = _unique(rankings, ("instruction", "input", "response1", "response2", "feedback"))
     scores = defaultdict(list)
     for r in ratings: scores[(r["instruction"], r["input"], r["response"])].append(r["score"])
     table = {ranked: {implied: 0 for implied in RANKING_LABELS} for ranked in RANKING_LABELS}
-    skipped = 0
+    unlabelled = unrated = 0
     for pair in rankings:
         first, second = (scores.get((pair["instruction"], pair["input"], pair[k]), []) for k in ("response1", "response2"))
-        if pair.get("feedback") not in RANKING_LABELS or not first or not second:
-            skipped += 1
-            continue
-        for s1 in first:
-            for s2 in second: table[pair["feedback"]][implied_label(s1, s2)] += 1
+        if pair.get("feedback") not in RANKING_LABELS: unlabelled += 1
+        elif not first or not second: unrated += 1
+        else:
+            for s1 in first:
+                for s2 in second: table[pair["feedback"]][implied_label(s1, s2)] += 1
     compared = sum(sum(row.values()) for row in table.values())
     agree = sum(table[label][label] for label in RANKING_LABELS)
-    return {"consistency": agree / compared if compared else None, "compared": compared, "skipped": skipped,
-            "contingency": table}
+    return {"consistency": agree / compared if compared else None, "compared": compared, "pairs": len(rankings),
+            "unlabelled": unlabelled, "unrated": unrated, "skipped": unlabelled + unrated, "contingency": table}
 
 # %% ../nbs/82_feedback_consistency.ipynb #6b2939fd
 def contingency_markdown(table: dict) -> str:
@@ -56,3 +59,79 @@ def contingency_markdown(table: dict) -> str:
     lines = ["| ranked \\ rating-implied | " + " | ".join(RANKING_LABELS) + " |", "|---" * (len(RANKING_LABELS) + 1) + "|"]
     lines += [f"| {ranked} | " + " | ".join(str(table[ranked][i]) for i in RANKING_LABELS) + " |" for ranked in RANKING_LABELS]
     return "\n".join(lines)
+
+# %% ../nbs/82_feedback_consistency.ipynb #9200a625
+def plot_contingency(table: dict, path=None, title: str = ""):
+    "A heatmap of the contingency table with counts and row shares, the agreeing diagonal outlined; saved if `path` is given."
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+    from lcal.plots import save_figure
+    counts = [[table[ranked][implied] for implied in RANKING_LABELS] for ranked in RANKING_LABELS]
+    largest = max(map(max, counts)) or 1
+    fig = Figure(figsize=(4.4, 3.6))
+    ax = fig.add_subplot()
+    image = ax.imshow(counts, cmap="Blues", vmin=0, vmax=largest)
+    fig.colorbar(image, ax=ax, label="pairs")
+    for r, row in enumerate(counts):
+        for c, n in enumerate(row):
+            share = f"\n{n / sum(row):.0%} of row" if sum(row) else ""
+            ax.text(c, r, f"{n}{share}", ha="center", va="center", fontsize=8,
+                    color="white" if n > largest / 2 else "black")
+        ax.add_patch(Rectangle((r - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="tab:orange", lw=2))
+    ax.set_xticks(range(len(RANKING_LABELS)), RANKING_LABELS)
+    ax.set_yticks(range(len(RANKING_LABELS)), RANKING_LABELS)
+    ax.set(xlabel="implied by the ratings", ylabel="ranked", title=title or "ratings vs rankings")
+    if path is not None: save_figure(fig, path)
+    return fig
+
+# %% ../nbs/82_feedback_consistency.ipynb #7e95e12b
+def feedback_agreement(ratings_file, rankings_file) -> dict:
+    """`consistency` of a ratings CSV and a rankings CSV (the paper's layouts), with each file's name and row counts
+    under `ratings` and `rankings`; a malformed file is a one-line error naming the file, row and column."""
+    ratings, rankings = read_feedback_csv(ratings_file, "ratings"), read_feedback_csv(rankings_file, "rankings")
+    return {**consistency(ratings, rankings),
+            "ratings": {"file": str(ratings_file), "rows": len(ratings), "unscored": sum(r["score"] is None for r in ratings)},
+            "rankings": {"file": str(rankings_file), "rows": len(rankings)}}
+
+
+def agreement_text(report: dict) -> str:
+    "The agreement of a `feedback_agreement` report, its contingency table and what was not compared, as text."
+    ratings, rankings, agree = report["ratings"], report["rankings"], report["consistency"]
+    return "\n".join([
+        f"ratings   {ratings['file']}: {ratings['rows']} rows, {ratings['unscored']} without a score",
+        f"rankings  {rankings['file']}: {rankings['rows']} rows, {report['pairs']} distinct pairs; not compared: "
+        f"{report['unlabelled']} without a label, {report['unrated']} with a response that has no rating",
+        f"agreement (3-way, ties a class): {'–' if agree is None else f'{100 * agree:.1f}%'} of {report['compared']} compared pairs",
+        "", contingency_markdown(report["contingency"])])
+
+# %% ../nbs/82_feedback_consistency.ipynb #8fdc62d5
+def consistency_parser():
+    from lcal.cli import command_parser
+    parser = command_parser("feedback consistency", "How often ratings and rankings of the same responses agree (3-way, "
+                            "ties a class): read your own feedback files in the paper's CSV layouts, print the agreement "
+                            "and the contingency table.")
+    parser.add_argument("--ratings", required=True, help="ratings CSV: instruction, input, response, score (1-7)")
+    parser.add_argument("--rankings", required=True, help="rankings CSV: instruction, input, response1, response2, "
+                        "feedback ((a), (b) or equal)")
+    parser.add_argument("--json", help="write the report here (consistency, contingency and the counts)")
+    parser.add_argument("--figure", help="write the contingency heatmap here (PNG)")
+    return parser
+
+
+def consistency_command(argv: list[str]) -> int:
+    "`lcal feedback consistency`: the agreement of two feedback files; exit 1 when no pair could be compared."
+    from lcal.core import write_json
+    parser = consistency_parser()
+    args = parser.parse_args(argv)
+    try: report = feedback_agreement(args.ratings, args.rankings)
+    except (ValueError, FileNotFoundError) as e: parser.error(str(e))
+    print(agreement_text(report))
+    if args.json: print(f"wrote {write_json(args.json, report)}")
+    if args.figure:
+        agree = "no pair compared" if report["consistency"] is None else f"{100 * report['consistency']:.1f}% agree"
+        plot_contingency(report["contingency"], args.figure, f"ratings vs rankings: {agree} ({report['compared']} pairs)")
+        print(f"wrote {args.figure}")
+    if report["compared"]: return 0
+    print(f"lcal feedback consistency: no ranked pair has a label and a rating for both responses in {args.ratings}",
+          file=sys.stderr)
+    return 1

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
 from pathlib import Path
@@ -99,7 +100,12 @@ def read_feedback_csv(path: str | Path, kind: str) -> list[dict]:
     if kind not in FEEDBACK_KINDS: raise ValueError(f"unknown feedback kind {kind!r}; choose from {', '.join(FEEDBACK_KINDS)}")
     path, columns = Path(path), FEEDBACK_KINDS[kind]
     if not path.is_file(): raise FileNotFoundError(f"{path}: no such file")
-    with open(path, newline="") as f: table = list(csv.reader(f))
+    data = path.read_bytes()
+    try: text = data.decode("utf-8-sig")  # a spreadsheet's "CSV UTF-8" starts with a byte-order mark
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ValueError(f"{path}: line {line}: not UTF-8 text; save the CSV as UTF-8") from None
+    table = list(csv.reader(io.StringIO(text, newline="")))
     if table and table[0][:len(columns) - 1] == list(columns[:-1]):
         header, table = table[0], table[1:]
         unknown = [c for c in header if c not in columns]
