@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 from .core import quiet_third_party, read_json, read_jsonl, write_json
-from .sft import SFTSettings, run_trainer_stage, settings_arguments, settings_from_args, trainer_arguments
+from .sft import (SFTSettings, launched_trainer_stage, run_trainer_stage, settings_arguments, settings_from_args,
+                      trainer_arguments, training_attention)
 
 # %% auto #0
 __all__ = ['preference_pairs', 'joined', 'pair_rows', 'write_rewards', 'read_rewards', 'rewards_pairs', 'pair_counts',
-           'write_pair_counts', 'DPOSettings', 'check_pair_rows', 'train_dpo', 'main']
+           'write_pair_counts', 'DPOSettings', 'check_pair_rows', 'reference_arguments', 'train_dpo', 'main']
 
 # %% ../nbs/62_dpo.ipynb #3e3bcdf2
 def _usable(r) -> bool: return r is not None and not (isinstance(r, float) and math.isnan(r))
@@ -103,16 +104,29 @@ def check_pair_rows(rows: Iterable[dict], source: str = "rows") -> list[dict]:
     return rows
 
 
+def reference_arguments(model_path: str | Path, settings: DPOSettings, bf16: bool = False) -> dict:
+    """`DPOTrainer`'s reference argument: none (TRL's own: the policy with its LoRA adapter disabled, or a frozen copy),
+    but under LoRA with `train_tokens` the starting model loaded apart — those embedding rows train in place, outside
+    the adapter, so disabling it would not give back the starting model."""
+    if not (settings.lora_r and settings.train_tokens.strip()): return {}
+    from transformers import AutoModelForCausalLM
+    return {"ref_model": AutoModelForCausalLM.from_pretrained(model_path, **training_attention(bf16))}
+
+
 def train_dpo(model_path: str | Path, rows: Iterable[dict], out_dir: str | Path,
-              settings: DPOSettings | None = None) -> Path:
-    "DPO of the causal LM at `model_path` on preference rows (its frozen copy as reference); return `out_dir`."
+              settings: DPOSettings | None = None, launch: str | None = None) -> Path:
+    """DPO of the causal LM at `model_path` on preference rows (its frozen copy as reference); return `out_dir`.
+    With `launch` (an accelerate config, `lcal.launch`), in every process of an `accelerate launch` job, unless the
+    stage is already finished."""
     from trl import DPOConfig, DPOTrainer
     settings = settings or DPOSettings()
     if settings.beta is None: raise ValueError("DPO needs beta (DPOSettings.beta); the reference gives no default")
     rows = check_pair_rows(rows)
+    if launch: return launched_trainer_stage("lcal.dpo:train_dpo", "dpo", model_path, rows, out_dir, settings, launch)
     config = DPOConfig(**trainer_arguments(settings, out_dir), beta=settings.beta, max_length=settings.max_length,
                        dataset_num_proc=None)
-    return run_trainer_stage("dpo", DPOTrainer, model_path, rows, out_dir, settings, config)
+    return run_trainer_stage("dpo", DPOTrainer, model_path, rows, out_dir, settings, config,
+                             lambda: reference_arguments(model_path, settings, config.bf16))
 
 # %% ../nbs/62_dpo.ipynb #4cbae7d1
 def main(argv: list[str] | None = None) -> int:

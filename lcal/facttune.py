@@ -118,6 +118,7 @@ class FactTuneConfig:
     dpo: DPOSettings = field(default_factory=lambda: DPOSettings(beta=0.1, learning_rate=5e-5, num_train_epochs=1.0,
                                                                  per_device_train_batch_size=16))
     backend: str = "hf"  # how the policy is sampled: "hf" or "vllm"
+    launch: str | None = None  # an accelerate config (`lcal.launch`): SFT and both DPO stages run as accelerate launch jobs
     seed: int = 0
 
     def updated(self, overrides: dict) -> "FactTuneConfig":
@@ -136,6 +137,9 @@ class FactTunePipeline(StageRun):
         roles = roles if roles is not None else source.roles()
         if roles is None: raise ValueError(f"{source!r} has no roles of its own; pass a role set (e.g. --judge)")
         self.roles = roles.need("decomposer", "verifier", "question_writer")
+        if self.config.launch:  # fail now, not after the stages before the first training one
+            from lcal.launch import accelerate_config_path
+            accelerate_config_path(self.config.launch)
         super().__init__(run_dir or lcal_path("runs", "facttune", source.key()))
         self._base = None
 
@@ -267,9 +271,9 @@ def _models(self) -> dict[str, Path]:
     c, base = self.config, self.base_model()
     groups = read_rewards(self.rewards_file())
     sft_rows = [{"prompt": p, "completion": r} for p, g in groups.items() for r in g["responses"] if r.strip()]
-    train = {"sft": lambda d: train_sft(base, sft_rows, d, c.sft),
-             "facttune_fs": lambda d: train_dpo(base, _pairs(groups, c.fs_reward, c.tau), d, c.dpo),
-             "facttune_mc": lambda d: train_dpo(base, _pairs(groups, c.mc_reward, c.tau), d, c.dpo)}
+    train = {"sft": lambda d: train_sft(base, sft_rows, d, c.sft, c.launch),
+             "facttune_fs": lambda d: train_dpo(base, _pairs(groups, c.fs_reward, c.tau), d, c.dpo, c.launch),
+             "facttune_mc": lambda d: train_dpo(base, _pairs(groups, c.mc_reward, c.tau), d, c.dpo, c.launch)}
     return {name: self.tracked(self.run_dir / name, lambda: run(self.run_dir / name)) for name, run in train.items()}
 
 
@@ -371,6 +375,8 @@ def facttune_parser():
                                    "preference pairs, DPO and the SFT baseline; factual error rates on held-out prompts.",
                                    "the policy", "FactTuneConfig overrides, e.g. {\"dpo\": {\"beta\": 0.5}}")
     parser.add_argument("--out", default="facttune_report", help="where results.json, details.json and facttune.png go")
+    parser.add_argument("--launch", metavar="CONFIG", help="train the SFT baseline and the DPO models under accelerate "
+                        "launch with this accelerate config (e.g. cpu_2proc, ddp_4gpu; see lcal.launch)")
     real.add_argument("--prompts", help="JSONL of {topic, prompt?, split?} (split: train/eval; else every 4th is eval)")
     real.add_argument("--passages", help="the knowledge source: a {title, text} JSONL or SQLite file (BM25-indexed once)")
     real.add_argument("--template", default=PROMPT_TEMPLATE, help="prompt for rows without one, with a {topic} placeholder")
@@ -409,6 +415,7 @@ def facttune_command(argv: list[str]) -> int:
             source = source_from_world_args(args, split_train=False)
             config.answer_prompt = "world"
         if args.config: config = config.updated(read_json(args.config))
+        if args.launch: config = config.updated({"launch": args.launch})
         pipeline = FactTunePipeline(source, facttune_roles(args, source), config, args.run_dir)
         results = pipeline.run(args.out)
     except (ValueError, FileNotFoundError) as e:

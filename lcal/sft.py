@@ -14,7 +14,7 @@ import typing
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 
@@ -26,7 +26,8 @@ from .stages import finished_key, run_stage, stage_key
 __all__ = ['RUN_FILE', 'LOSS_FILE', 'SFTSettings', 'check_sft_rows', 'replay_rows', 'model_key', 'write_run_record',
            'TrainingLog', 'quiet_datasets', 'trainer_arguments', 'token_ids', 'cpu_bf16_supported',
            'training_attention', 'prepare_backbone', 'train_token_rows', 'lora_config', 'save_trained',
-           'training_processes', 'train_sft', 'run_trainer_stage', 'settings_arguments', 'settings_from_args', 'main']
+           'training_processes', 'train_sft', 'launched_trainer_stage', 'run_trainer_stage', 'settings_arguments',
+           'settings_from_args', 'main']
 
 # %% ../nbs/41_sft.ipynb #a5f53335
 @dataclass
@@ -233,12 +234,7 @@ def train_sft(model_path: str | Path, rows: Iterable[dict], out_dir: str | Path,
     from trl import SFTConfig, SFTTrainer
     settings = settings or SFTSettings()
     rows = check_sft_rows(rows)
-    if launch:
-        if finished_key(out_dir) != stage_key("sft", settings, _trainer_inputs(model_path, rows)):
-            from lcal.launch import launch_call
-            launch_call("lcal.sft:train_sft", {"model_path": model_path, "rows": rows, "out_dir": out_dir,
-                                               "settings": settings}, launch)
-        return Path(out_dir)
+    if launch: return launched_trainer_stage("lcal.sft:train_sft", "sft", model_path, rows, out_dir, settings, launch)
     config = SFTConfig(**trainer_arguments(settings, out_dir), max_length=settings.max_length,
                        completion_only_loss=True, dataset_num_proc=None)
     return run_trainer_stage("sft", SFTTrainer, model_path, rows, out_dir, settings, config)
@@ -249,11 +245,22 @@ def _trainer_inputs(model_path: str | Path, rows: list[dict]) -> dict:
     return {"model": model_key(model_path), "data": stable_hash(rows)}
 
 
+def launched_trainer_stage(function: str, kind: str, model_path: str | Path, rows: list[dict], out_dir: str | Path,
+                           settings, launch: str) -> Path:
+    """The trainer stage `kind` made by `function` ("package.module:name", called with `model_path`, `rows`, `out_dir`
+    and `settings`) in every process of an `accelerate launch` job under the accelerate config `launch`, unless the
+    stage is already finished; return `out_dir`."""
+    if finished_key(out_dir) != stage_key(kind, settings, _trainer_inputs(model_path, rows)):
+        from lcal.launch import launch_call
+        launch_call(function, {"model_path": model_path, "rows": rows, "out_dir": out_dir, "settings": settings}, launch)
+    return Path(out_dir)
+
+
 def run_trainer_stage(kind: str, trainer_cls, model_path: str | Path, rows: list[dict], out_dir: str | Path,
-                      settings, config) -> Path:
+                      settings, config, trainer_kwargs: Callable[[], dict] | None = None) -> Path:
     """Train the causal LM at `model_path` with the TRL trainer class `trainer_cls` (`SFTTrainer`, `DPOTrainer`) and
     its `config` on `rows`, as the resumable stage `kind` under `out_dir` (LoRA, frozen embeddings, loss curve and run
-    record as `settings` say)."""
+    record as `settings` say); `trainer_kwargs()`, called when the stage builds, gives the trainer more arguments."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -267,7 +274,8 @@ def run_trainer_stage(kind: str, trainer_cls, model_path: str | Path, rows: list
                                  settings, tokenizer)
         with quiet_datasets():
             trainer = trainer_cls(model=model, args=config, train_dataset=Dataset.from_list(rows),
-                                  processing_class=tokenizer, peft_config=lora_config(settings, "CAUSAL_LM"))
+                                  processing_class=tokenizer, peft_config=lora_config(settings, "CAUSAL_LM"),
+                                  **(trainer_kwargs() if trainer_kwargs else {}))
         if settings.lora_r and settings.train_tokens.strip():  # peft froze every base weight: these rows train again
             train_token_rows(trainer.model, settings.train_tokens, tokenizer)
         log = TrainingLog.attach(trainer, kind)

@@ -100,3 +100,23 @@ def test_train_sft_with_launch_runs_its_stage_in_two_processes_once(tiny_lm_dir,
     key = read_json(out / "_stage.json")["key"]
     assert train_sft(tiny_lm_dir, rows, out, settings, launch="cpu_2proc") == out
     assert train_sft(tiny_lm_dir, rows, out, settings) == out and read_json(out / "_stage.json")["key"] == key
+
+
+def test_train_dpo_with_launch_runs_its_stage_in_two_processes_once(tiny_lm_dir, tmp_path, monkeypatch):
+    "`train_dpo(..., launch=...)`: the stage is trained by a 2-process job; called again, it is found finished and not relaunched."
+    import lcal.launch
+    from lcal.dpo import DPOSettings, rewards_pairs, train_dpo
+    pairs = rewards_pairs({f"Bio {i}.": {"responses": ["good fact", "bad fact here"], "r": [1.0, 0.0]} for i in range(8)}, "r")
+    settings = DPOSettings(beta=0.1, max_steps=2, per_device_train_batch_size=2, logging_steps=1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("LCAL_PROGRESS", "0")
+    out = train_dpo(tiny_lm_dir, pairs, tmp_path / "dpo", settings, launch="cpu_2proc")
+    info = read_json(out / "lcal_run.json")
+    assert (info["kind"], info["processes"], info["steps"], info["rows"]) == ("dpo", 2, 2, 8)
+    assert info["settings"]["beta"] == 0.1
+    assert [row["step"] for row in read_jsonl(out / "loss.jsonl")] == [1, 2]
+    assert (out / "model.safetensors").exists() and not list(tmp_path.glob(".*"))  # no partial directory or lock left
+    monkeypatch.setattr(lcal.launch, "launch_call", lambda *a, **kw: pytest.fail("a finished stage was relaunched"))
+    key = read_json(out / "_stage.json")["key"]
+    assert train_dpo(tiny_lm_dir, pairs, out, settings, launch="cpu_2proc") == out
+    assert train_dpo(tiny_lm_dir, pairs, out, settings) == out and read_json(out / "_stage.json")["key"] == key
