@@ -385,8 +385,9 @@ def test_fault_injection_1000_requests(kind, tmp_path):
     "20% of 1,000 requests meet a 429, 500, dropped connection or malformed reply: every completion comes out right."
     prompts, params = [f"question {i}" for i in range(500)], SamplingParams(n=2, temperature=0.7, seed=11)
     with FakeLLMServer(fail_rate=0.2, failures=FAILURE_MODES + MALFORMED_MODES, seed=7) as server:
+        # at 20% failures a request fails 6 attempts in a row with p = 6.4e-5 (6% of runs lose one of 1,000); 10: 1e-4 of runs
         backend = backend_for(kind, server, cache=RequestCache(tmp_path / "c.sqlite"), concurrency=32,
-                              backoff_base=0.001, backoff_max=0.01)
+                              backoff_base=0.001, backoff_max=0.01, max_attempts=10)
         out = backend.generate(prompts, params)
         assert all(server.injected[m] > 0 for m in FAILURE_MODES + MALFORMED_MODES)
         assert 150 <= server.failed <= 350 and server.requests == 1000 + server.failed
