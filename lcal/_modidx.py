@@ -318,6 +318,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                            'lcal.core._LogLines.flush': ('core.html#_loglines.flush', 'lcal/core.py'),
                            'lcal.core._LogLines.write': ('core.html#_loglines.write', 'lcal/core.py'),
                            'lcal.core.atomic_write': ('core.html#atomic_write', 'lcal/core.py'),
+                           'lcal.core.end_process_group': ('core.html#end_process_group', 'lcal/core.py'),
                            'lcal.core.from_jsonable': ('core.html#from_jsonable', 'lcal/core.py'),
                            'lcal.core.get_logger': ('core.html#get_logger', 'lcal/core.py'),
                            'lcal.core.lcal_home': ('core.html#lcal_home', 'lcal/core.py'),

@@ -24,7 +24,7 @@ from tqdm import tqdm
 __all__ = ['PROGRESS_LINE_SECONDS', 'lcal_home', 'lcal_path', 'to_jsonable', 'stable_hash', 'from_jsonable', 'seed_everything',
            'with_seed', 'atomic_write', 'write_json', 'read_json', 'write_jsonl', 'read_jsonl', 'write_parquet',
            'process_rank', 'get_logger', 'progress_mode', 'progress_enabled', 'quiet_third_party', 'progress',
-           'SetupError', 'MissingDependency', 'require']
+           'end_process_group', 'SetupError', 'MissingDependency', 'require']
 
 # %% ../nbs/00_core.ipynb #120a20ee
 def lcal_home() -> Path:
@@ -227,6 +227,17 @@ def progress(iterable: Iterable | None = None, **kwargs):
                  "bar_format": "{desc}: {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"}
         return _LineProgress(iterable, **{**lines, **kwargs})
     return bar(iterable, **{"disable": mode == "off", "dynamic_ncols": True, **kwargs})
+
+# %% ../nbs/00_core.ipynb #f4b9d183
+def end_process_group() -> None:
+    """Leave the distributed process group, if any, without a teardown deadlock: wait for every rank, collect garbage
+    (a freed trainer's DDP wrapper) while the group is still registered, then destroy the group."""
+    import gc
+    import torch
+    if not torch.distributed.is_initialized(): return
+    torch.distributed.barrier()
+    gc.collect()
+    torch.distributed.destroy_process_group()
 
 # %% ../nbs/00_core.ipynb #37030c6a
 class SetupError(Exception):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
-from .core import quiet_third_party, read_json, read_jsonl, write_json
+from .core import end_process_group, quiet_third_party, read_json, read_jsonl, write_json
 from .sft import (SFTSettings, launched_trainer_stage, run_trainer_stage, settings_arguments, settings_from_args,
                       trainer_arguments, training_attention)
 
@@ -132,7 +132,6 @@ def train_dpo(model_path: str | Path, rows: Iterable[dict], out_dir: str | Path,
 def main(argv: list[str] | None = None) -> int:
     "Script entry: `python -m lcal.dpo --model M --data pairs.jsonl --out DIR --beta B [settings flags]`."
     quiet_third_party()  # before transformers loads: the Hugging Face bars only on rank 0 of a terminal
-    import torch
     from lcal.cli import command_parser
     parser = command_parser("dpo", "DPO on {prompt, chosen, rejected} JSONL rows with TRL's DPOTrainer.")
     parser.add_argument("--model", required=True, help="base model: local directory or hub name")
@@ -143,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     try: rows = check_pair_rows(read_jsonl(args.data), source=str(args.data))
     except ValueError as e: parser.error(str(e))
     print(train_dpo(args.model, rows, args.out, settings_from_args(DPOSettings, args)))
-    if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()
+    end_process_group()
     return 0
 
 # %% ../nbs/62_dpo.ipynb #1810ac21

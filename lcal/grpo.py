@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import torch
 from transformers import PrinterCallback, TrainerCallback
 
-from .core import get_logger, lcal_path, progress_enabled, quiet_third_party, read_jsonl, write_jsonl
+from .core import end_process_group, get_logger, lcal_path, progress_enabled, quiet_third_party, read_jsonl, write_jsonl
 from .rewards import load_reward_fn
 from .sft import cpu_bf16_supported, training_attention
 
@@ -159,7 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        dataset, reward_fn, config=config, freeze_embeddings=not args.train_embeddings,
                        time_limit=args.time_limit, curve_path=out / "reward_curve.jsonl")
     trainer.save_model(str(out / "model"))
-    if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()  # a clean exit for every rank
+    del trainer  # its DDP wrapper must go while the process group lives
+    end_process_group()
     return 0
 
 # %% ../nbs/44_grpo.ipynb #da6766ff

@@ -16,7 +16,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Sequence
 
-from .core import from_jsonable, quiet_third_party, read_json, write_json
+from .core import end_process_group, from_jsonable, quiet_third_party, read_json, write_json
 
 CONFIG_DIR = Path(str(files("lcal"))) / "data" / "accelerate"
 
@@ -77,7 +77,6 @@ def call_arguments(function, kwargs: dict) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     "Script entry of `launch_call`'s processes: `python -m lcal.launch CALL.json` makes the call the file describes."
     quiet_third_party()
-    import torch
     from lcal.cli import command_parser
     parser = command_parser("launch", "Call an lcal function with the JSON arguments written by launch_call.")
     parser.add_argument("call", type=Path, help="JSON file: {function: 'package.module:name', kwargs: {...}}")
@@ -85,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     module, _, name = call["function"].partition(":")
     function = getattr(importlib.import_module(module), name)
     function(**call_arguments(function, call["kwargs"]))
-    if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()  # a clean exit for every rank
+    end_process_group()
     return 0
 
 # %% ../nbs/46_launch.ipynb #b2befa34

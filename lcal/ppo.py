@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import get_logger, progress, quiet_third_party, read_json, read_jsonl, seed_everything, write_json, write_jsonl
+from .core import end_process_group, get_logger, progress, quiet_third_party, read_json, read_jsonl, seed_everything, write_json, write_jsonl
 from .rewards import load_reward_fn
 from .sft import training_attention
 
@@ -506,7 +506,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     has_checkpoint = any((Path(config.output_dir) / "checkpoints").glob("step-*"))
     trainer.train(resume_from="latest" if args["resume"] and has_checkpoint else None)
     trainer.save()
-    if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()  # a clean exit for every rank
+    del trainer  # its DDP wrappers must go while the process group lives
+    end_process_group()
     return 0
 
 # %% ../nbs/43_ppo.ipynb #bd378446

@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Sequence
 
 import torch
 
-from .core import (get_logger, process_rank, progress, progress_enabled, quiet_third_party, read_jsonl,
+from .core import (end_process_group, get_logger, process_rank, progress, progress_enabled, quiet_third_party, read_jsonl,
                        seed_everything, stable_hash, write_json, write_jsonl)
 from .stages import finished_key, run_stage, stage_key
 
@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     rows += replay_rows(texts, args.replay_count, seed=settings.seed)
     out = train_sft(args.model, rows, args.out, settings)
     if process_rank() == 0: print(out)
-    if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()  # a clean exit for every rank
+    end_process_group()
     return 0
 
 # %% ../nbs/41_sft.ipynb #095a4a2f
