@@ -582,6 +582,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'lcal.launch.free_port': ('launch.html#free_port', 'lcal/launch.py'),
                              'lcal.launch.launch_call': ('launch.html#launch_call', 'lcal/launch.py'),
                              'lcal.launch.launch_command': ('launch.html#launch_command', 'lcal/launch.py'),
+                             'lcal.launch.launch_processes': ('launch.html#launch_processes', 'lcal/launch.py'),
                              'lcal.launch.main': ('launch.html#main', 'lcal/launch.py')},
             'lcal.lc': { 'lcal.lc.LCConfig': ('lc.html#lcconfig', 'lcal/lc.py'),
                          'lcal.lc.LCConfig.seeded': ('lc.html#lcconfig.seeded', 'lcal/lc.py'),

@@ -21,8 +21,8 @@ from .core import end_process_group, from_jsonable, quiet_third_party, read_json
 CONFIG_DIR = Path(str(files("lcal"))) / "data" / "accelerate"
 
 # %% auto #0
-__all__ = ['CONFIG_DIR', 'accelerate_configs', 'accelerate_config_path', 'launch_command', 'free_port', 'launch_call',
-           'call_arguments', 'main']
+__all__ = ['CONFIG_DIR', 'accelerate_configs', 'accelerate_config_path', 'launch_processes', 'launch_command', 'free_port',
+           'launch_call', 'call_arguments', 'main']
 
 # %% ../nbs/46_launch.ipynb #f555703b
 def accelerate_configs() -> list[str]:
@@ -37,6 +37,13 @@ def accelerate_config_path(name: str) -> Path:
     if not path.exists():
         raise ValueError(f"unknown accelerate config {name!r}; shipped configs: {', '.join(accelerate_configs())}")
     return path
+
+
+def launch_processes(config: str | None) -> int:
+    "How many processes the accelerate config `config` starts (1 without a config): part of a launched stage's key."
+    if not config: return 1
+    import yaml
+    return int(yaml.safe_load(accelerate_config_path(config).read_text()).get("num_processes") or 1)
 
 
 def launch_command(module: str, argv: Sequence[str] = (), config: str = "cpu_2proc",

@@ -250,8 +250,8 @@ def launched_trainer_stage(function: str, kind: str, model_path: str | Path, row
     """The trainer stage `kind` made by `function` ("package.module:name", called with `model_path`, `rows`, `out_dir`
     and `settings`) in every process of an `accelerate launch` job under the accelerate config `launch`, unless the
     stage is already finished; return `out_dir`."""
-    if finished_key(out_dir) != stage_key(kind, settings, _trainer_inputs(model_path, rows)):
-        from lcal.launch import launch_call
+    from lcal.launch import launch_call, launch_processes
+    if finished_key(out_dir) != stage_key(kind, settings, _trainer_inputs(model_path, rows), processes=launch_processes(launch)):
         launch_call(function, {"model_path": model_path, "rows": rows, "out_dir": out_dir, "settings": settings}, launch)
     return Path(out_dir)
 

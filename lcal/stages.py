@@ -26,9 +26,12 @@ STAGE_FILE = "_stage.json"
 log = get_logger("stages")
 
 
-def stage_key(name: str, settings, inputs: dict[str, str] | None = None, version: int = 1) -> str:
-    "The key of stage `name` run with `settings` (a whole settings object) on `inputs` (input name -> its key)."
-    return stable_hash({"stage": name, "settings": to_jsonable(settings), "inputs": inputs or {}, "version": version})
+def stage_key(name: str, settings, inputs: dict[str, str] | None = None, version: int = 1, processes: int = 1) -> str:
+    """The key of stage `name` run with `settings` (a whole settings object) on `inputs` (input name -> its key) by
+    `processes` training processes (more than one trains on more rows per step: another result)."""
+    payload = {"stage": name, "settings": to_jsonable(settings), "inputs": inputs or {}, "version": version}
+    if processes > 1: payload["processes"] = processes
+    return stable_hash(payload)
 
 # %% ../nbs/03_stages.ipynb #b6aeaafa
 def _partial_dir(directory: Path) -> Path:
@@ -88,7 +91,7 @@ def run_stage(directory, name: str, settings, build: Callable[[Path], Any], inpu
               version: int = 1, accelerator=None) -> Path:
     "Make `directory` hold stage `name` for these settings, inputs and version: skip if it does, else `build(tmp)` and swap it in."
     directory = Path(directory)
-    key = stage_key(name, settings, inputs, version)
+    key = stage_key(name, settings, inputs, version, accelerator.num_processes if accelerator else 1)
     if finished_key(directory) == key:
         log.info("stage %s: up to date, skipped", name)
         return directory

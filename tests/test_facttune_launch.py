@@ -1,5 +1,6 @@
 """FactTune on the tiny world with `--launch cpu_2proc`: the SFT baseline and both DPO stages are `accelerate launch`
-jobs of two CPU processes that write what in-process training writes, under the same stage keys."""
+jobs of two CPU processes that write what in-process training writes; two processes train on more rows per step, so
+their stages have keys of their own."""
 import json
 import shutil
 import subprocess
@@ -41,15 +42,16 @@ def test_tiny_world_facttune_trains_under_accelerate_launch(tmp_path, tiny_world
     for name in TRAINED:
         launched, in_process = launched_run / name, tmp_path / "run" / name
         assert files(launched) == files(in_process), name
-        assert finished_key(launched) == finished_key(in_process), name  # launch is no part of the stage key
+        assert finished_key(launched) != finished_key(in_process), name  # the process count is part of the key
         runs = read_json(launched / "lcal_run.json"), read_json(in_process / "lcal_run.json")
         assert [(r["processes"], r["steps"]) for r in runs] == [(2, 2), (1, 2)], name
         assert [row["step"] for row in read_jsonl(launched / "loss.jsonl")] == [1, 2]
     assert read_json(launched_run / "facttune_mc" / "lcal_run.json")["kind"] == "dpo"
     results = read_json(tmp_path / "out" / "results.json")
     assert list(results["methods"]) == list(METHODS)
-    assert results["methods"] == read_json(tmp_path / "in_process" / "results.json")["methods"]  # evaluations reused
+    in_process = read_json(tmp_path / "in_process" / "results.json")["methods"]
+    assert results["methods"]["start"] == in_process["start"]  # the untrained model's evaluation is reused
     assert read_json(tmp_path / "out" / "details.json")["config"]["launch"] == "cpu_2proc"
 
     assert facttune_command(argv(launched_run, tmp_path / "out") + ["--launch", "cpu_2proc"]) == 0
-    assert len(commands) == 3  # finished stages are not relaunched
+    assert len(commands) == 3  # finished stages are not relaunched: the launching process computes the jobs' keys
