@@ -215,9 +215,9 @@ def backend_scope(backend: Union[str, Backend], **kwargs) -> dict:
 
 # %% ../nbs/10_backends.ipynb #c78e3f74
 def pick_device() -> str:
-    "cuda, mps or cpu: the best device present."
+    "cuda (`cuda:LOCAL_RANK` in a process a launcher started), mps or cpu: the best device present."
     import torch
-    if torch.cuda.is_available(): return "cuda"
+    if torch.cuda.is_available(): return f"cuda:{os.environ['LOCAL_RANK']}" if "LOCAL_RANK" in os.environ else "cuda"
     if torch.backends.mps.is_available(): return "mps"
     return "cpu"
 

@@ -17,8 +17,9 @@ import numpy as np
 
 from .alce import alce_scores, item_dataset, read_alce, write_alce
 from .citation_rewards import CitationReward, beam_scorer, beam_search, best_of_n, normalize_output, segment
-from .core import from_jsonable, lcal_path, read_json, stable_hash, to_jsonable, with_seed, write_json
+from .core import lcal_path, read_json, stable_hash, with_seed, write_json
 from .rl import PolicyLoRA, RLSettings, plot_reward_curves, train_policy
+from .roles import Role, rebuilt_role
 from .rolesets import role_spec
 from .sft import SFTSettings, model_key, train_sft
 from .sources import Source, _fingerprint
@@ -26,9 +27,8 @@ from .stages import StageRun
 
 # %% auto #0
 __all__ = ['LONG_FORM_INSTRUCTION', 'LIST_INSTRUCTION', 'REPORTED', 'METHODS', 'RL_METHODS', 'citation_prompt', 'CitationsConfig',
-           'kind_mean_ci', 'method_metrics', 'CitationsPipeline', 'citation_tokens', 'entailer_recipe',
-           'rebuilt_entailer', 'citation_reward', 'ALCESource', 'results_table', 'citations_parser',
-           'citations_command']
+           'kind_mean_ci', 'method_metrics', 'CitationsPipeline', 'citation_tokens', 'citation_reward', 'ALCESource',
+           'results_table', 'citations_parser', 'citations_command']
 
 # %% ../nbs/74_citations.ipynb #6325d000
 LONG_FORM_INSTRUCTION = "Answer the question from the documents; cite them as [n] after each sentence."
@@ -137,7 +137,7 @@ class CitationsPipeline(StageRun):
         if self.config.launch:  # fail now, not after the stages before the first launched one
             from lcal.launch import accelerate_config_path
             accelerate_config_path(self.config.launch)
-            entailer_recipe(entailer)
+            _launch_recipe(entailer)
         super().__init__(run_dir or lcal_path("runs", "citations", source.key()))
         self._backends = {}
 
@@ -239,37 +239,19 @@ CitationsPipeline.rs_model = _rs_model
 RL_METHODS = {"h_rl": ("distill", True), "fg_rl": ("distill", False), "rs_rl": ("fg_rs", False)}  # init, holistic
 
 
-def entailer_recipe(entailer) -> dict:
-    "What rebuilds `entailer` in another process (`rebuilt_entailer`): the world's oracle or an NLI model."
-    from lcal.entailment import NLIEntailer
-    from lcal.world_roles import WorldEntailer
-    if isinstance(entailer, WorldEntailer): return {"world": to_jsonable(entailer.world.config)}
-    if isinstance(entailer, NLIEntailer):
-        label = None if entailer.seq2seq else entailer.model.config.id2label[entailer.label]
-        return {"nli": {"name_or_path": entailer.name_or_path, "batch_size": entailer.batch_size, "label": label,
-                        "max_length": entailer.max_length, "template": entailer.template, "positive": entailer.positive,
-                        "max_new_tokens": entailer.max_new_tokens}}
-    raise ValueError(f"launch: the entailer {type(entailer).__name__} cannot be rebuilt in launched processes; "
-                     "judge with world or nli:MODEL, or run without launch")
-
-
-def rebuilt_entailer(recipe: dict):
-    "The entailer of an `entailer_recipe` (an NLI model on this process's GPU under a launcher, if there are GPUs)."
-    import os
-    import torch
-    if "world" in recipe:
-        from lcal.world import WorldConfig, build_world
-        from lcal.world_roles import WorldEntailer
-        return WorldEntailer(build_world(from_jsonable(WorldConfig, recipe["world"])))
-    from lcal.entailment import NLIEntailer
-    device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else None  # None: its own pick
-    return NLIEntailer(**recipe["nli"], device=device)
+def _launch_recipe(entailer) -> dict:
+    "How launched processes rebuild `entailer` (its `Role.recipe`); a one-line error for an entailer without one."
+    recipe = entailer.recipe() if isinstance(entailer, Role) else None
+    if recipe is None:
+        raise ValueError(f"launch: the entailer {type(entailer).__name__} cannot be rebuilt in launched processes; "
+                         "judge with world or nli:MODEL, or run without launch")
+    return recipe
 
 
 def citation_reward(entailer, tokenizer: str, holistic: bool, weight: float) -> CitationReward:
-    "`CitationReward` for `train_policy` by import path: on `entailer` (itself, or its `entailer_recipe`) and `tokenizer` (a path)."
+    "`CitationReward` for `train_policy` by import path: on `entailer` (itself, or its recipe) and `tokenizer` (a path)."
     from transformers import AutoTokenizer
-    entail = rebuilt_entailer(entailer) if isinstance(entailer, dict) else entailer
+    entail = rebuilt_role(entailer) if isinstance(entailer, dict) else entailer
     return CitationReward(entail, AutoTokenizer.from_pretrained(tokenizer), holistic, weight)
 
 
@@ -279,7 +261,7 @@ def _rl_model(self, name: str) -> Path:
     init = self.model(start)
     rows = [{"prompt": citation_prompt(i), "item": json.dumps(i)} for i in self.items("train")]
     def build(tmp: Path):
-        reward = {"entailer": entailer_recipe(self.entailer) if c.launch else self.entailer, "tokenizer": str(init),
+        reward = {"entailer": _launch_recipe(self.entailer) if c.launch else self.entailer, "tokenizer": str(init),
                   "holistic": holistic, "weight": c.weight}
         train_policy(c.rl, init, rows, "lcal.citations:citation_reward", tmp, value_model=init,
                      max_prompt_length=c.max_prompt_length, reward_kwargs=reward, lora=c.rl_lora, launch=c.launch)

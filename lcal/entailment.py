@@ -77,6 +77,14 @@ class NLIEntailer(Entailer):
         return {"role": "NLIEntailer", "model": self.name_or_path, "weights": weights_fingerprint(self.name_or_path),
                 "max_length": self.max_length, **settings}
 
+    def recipe(self) -> dict:
+        "The same judge in another process (`lcal.roles.rebuilt_role`), on that process's device (`pick_device`)."
+        label = None if self.seq2seq else self.model.config.id2label[self.label]
+        return {"factory": "lcal.entailment:NLIEntailer",
+                "kwargs": {"name_or_path": self.name_or_path, "batch_size": self.batch_size, "label": label,
+                           "max_length": self.max_length, "template": self.template, "positive": self.positive,
+                           "max_new_tokens": self.max_new_tokens}}
+
     def _encode(self, premises: Sequence[str], hypotheses: Sequence[str]) -> list[dict]:
         "One unpadded row of model inputs per check."
         if self.seq2seq:

@@ -5,13 +5,14 @@
 # %% ../nbs/05_roles.ipynb #6fd707c2
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 # %% auto #0
 __all__ = ['Role', 'AnswerExtractor', 'ProbabilityForecaster', 'EquivalenceJudge', 'Summarizer', 'Claim', 'ClaimDecomposer',
-           'ClaimVerifier', 'Entailer', 'QuestionWriter', 'RatingJudge', 'RankingJudge']
+           'ClaimVerifier', 'Entailer', 'QuestionWriter', 'RatingJudge', 'RankingJudge', 'rebuilt_role']
 
 # %% ../nbs/05_roles.ipynb #40b6a140
 class Role(ABC):
@@ -25,6 +26,10 @@ class Role(ABC):
         n = len(seqs[0])
         if any(len(s) != n for s in seqs): raise ValueError(f"{type(self).__name__}: inputs differ in length")
         return n
+
+    def recipe(self) -> dict | None:
+        "How another process rebuilds this role (`rebuilt_role`), as JSON; None when it cannot be rebuilt."
+        return None
 
 # %% ../nbs/05_roles.ipynb #11c1d278
 class AnswerExtractor(Role):
@@ -118,3 +123,16 @@ class RankingJudge(Role):
     @abstractmethod
     def prefer(self, instructions: Sequence[str], first: Sequence[str],
                second: Sequence[str]) -> list[Optional[float]]: ...
+
+# %% ../nbs/05_roles.ipynb #63659557
+def rebuilt_role(recipe: dict) -> Role:
+    "The role a `Role.recipe()` describes: its factory (`package.module:callable`) called with its kwargs."
+    factory = recipe.get("factory") if isinstance(recipe, dict) else None
+    module, _, name = str(factory).partition(":")
+    if not (module and name and isinstance(recipe.get("kwargs"), dict)):
+        raise ValueError("rebuilt_role: a recipe is {'factory': 'package.module:callable', 'kwargs': {...}}, "
+                         f"not {recipe!r:.200}")
+    try: make = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"rebuilt_role: cannot import the factory {factory!r}: {e}") from None
+    return make(**recipe["kwargs"])

@@ -7,19 +7,22 @@ from __future__ import annotations
 
 import math
 import re
+import typing
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
+from .core import from_jsonable, to_jsonable
+
 from .roles import (AnswerExtractor, Claim, ClaimDecomposer, ClaimVerifier, EquivalenceJudge, Entailer,
                         ProbabilityForecaster, QuestionWriter, RankingJudge, RatingJudge, Summarizer)
-from .world import ATTRIBUTES, ConfidenceLexicon, World, words
+from .world import ATTRIBUTES, ConfidenceLexicon, World, WorldConfig, build_world, words
 
 # %% auto #0
 __all__ = ['SUMMARY_SHARES', 'canonical_value', 'WorldRole', 'WorldEquivalenceJudge', 'Reading', 'WorldReader', 'summary_level',
            'WorldSummarizer', 'summary_calibration', 'WorldClaimDecomposer', 'WorldClaimVerifier', 'WorldEntailer',
            'WorldQuestionWriter', 'ResponseFeatures', 'response_features', 'latent_quality', 'WorldRatingJudge',
-           'WorldRankingJudge']
+           'WorldRankingJudge', 'world_role']
 
 # %% ../nbs/22_world_roles.ipynb #f7a63ddc
 def canonical_value(world: World, attribute: str, text: str) -> Optional[str]:
@@ -33,6 +36,13 @@ class WorldRole:
     def __init__(self, world: World):
         super().__init__()
         self.world = world
+
+    def recipe(self) -> dict | None:
+        "`world_role` rebuilds it from its class name, world config and settings (None: a class defined elsewhere)."
+        if globals().get(type(self).__name__) is not type(self): return None
+        settings = {k: v for k, v in vars(self).items() if k not in ("world", "failures")}
+        kwargs = {"name": type(self).__name__, "config": to_jsonable(self.world.config), **to_jsonable(settings)}
+        return {"factory": "lcal.world_roles:world_role", "kwargs": kwargs}
 
 
 def _normalise(text: str) -> str:
@@ -358,3 +368,13 @@ class WorldRankingJudge(WorldRole, RankingJudge):
             margin = latent_quality(fb) - latent_quality(fa) + _noise(self.noise, self.seed, instruction, a, b)
             out.append(float(margin > self.resolution))  # within the resolution: the position shown first
         return out
+
+# %% ../nbs/22_world_roles.ipynb #3fe7a81b
+def world_role(name: str, config: dict, **settings) -> WorldRole:
+    "The world role class `name` (e.g. `WorldEntailer`) on the world of a JSON `WorldConfig`, with JSON settings."
+    cls = globals().get(name)
+    if not (isinstance(cls, type) and issubclass(cls, WorldRole)):
+        raise ValueError(f"world_role: {name!r} is not a world role of lcal.world_roles")
+    hints = typing.get_type_hints(cls.__init__)
+    settings = {k: from_jsonable(hints.get(k), v) for k, v in settings.items()}
+    return cls(build_world(from_jsonable(WorldConfig, config)), **settings)
