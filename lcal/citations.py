@@ -18,6 +18,7 @@ import numpy as np
 from .alce import alce_scores, item_dataset, read_alce, write_alce
 from .citation_rewards import CitationReward, beam_scorer, beam_search, best_of_n, normalize_output, segment
 from .core import lcal_path, read_json, stable_hash, with_seed, write_json
+from .launch import launch_processes
 from .rl import PolicyLoRA, RLSettings, plot_reward_curves, train_policy
 from .roles import Role, rebuilt_role
 from .rolesets import role_spec
@@ -267,6 +268,7 @@ def _rl_model(self, name: str) -> Path:
                      max_prompt_length=c.max_prompt_length, reward_kwargs=reward, lora=c.rl_lora, launch=c.launch)
     settings = {"rl": c.rl, "holistic": holistic, "weight": c.weight, "max_prompt_length": c.max_prompt_length}
     if c.rl_lora.lora_r: settings["lora"] = c.rl_lora
+    if launch_processes(c.launch) > 1: settings["processes"] = launch_processes(c.launch)  # more rollouts per step
     return self.stage(name, settings, build, {"init": self.model_key(init), "task": self.model_key(self.task()),
                                               "judge": self.judge_key()}) / "model"
 

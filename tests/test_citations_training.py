@@ -68,12 +68,14 @@ def test_fine_grained_ppo_stage_under_accelerate_launch_writes_what_in_process_d
     monkeypatch.setattr(lcal.rl, "_train_ppo", lambda *a, **kw: trained_here.append(a))
     pipeline = tiny_pipeline(launched_dir, {"launch": "cpu_2proc"})
     stage = pipeline.rl_model("fg_rl").parent
-    assert len(commands) == 1 and trained_here == []                     # one job; distill reused, not relaunched
-    assert "accelerate.commands.launch" in commands[0] and str(commands[0][commands[0].index("--config_file") + 1]).endswith("cpu_2proc.yaml")
-    assert commands[0][-3:-1] == ["-m", "lcal.launch"]
+    assert len(commands) == 2 and trained_here == []  # distill and fg_rl: two processes train another model than one
+    for command in commands:
+        assert "accelerate.commands.launch" in command and str(command[command.index("--config_file") + 1]).endswith("cpu_2proc.yaml")
+        assert command[-3:-1] == ["-m", "lcal.launch"]
     files = lambda d: sorted(str(p.relative_to(d)) for p in d.rglob("*"))
     assert files(stage) == files(reference)
-    assert finished_key(stage) == finished_key(reference)                # the same stage, however it ran
+    assert finished_key(stage) != finished_key(reference)                # the process count is part of the key
+    assert tiny_pipeline(launched_dir, {"launch": "cpu_2proc"}).rl_model("fg_rl").parent == stage and len(commands) == 2
     for name in ("reward_curve.jsonl", "trainer_stats.jsonl"):
         launched_rows, reference_rows = read_jsonl(stage / name), read_jsonl(reference / name)
         assert [list(r) for r in launched_rows] == [list(r) for r in reference_rows], name
