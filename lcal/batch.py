@@ -12,13 +12,14 @@ from pathlib import Path
 
 import nbformat
 
+from .cli import command_parser, parsed_command
 from .core import get_logger, progress, progress_enabled, read_json, stable_hash, write_json
 
 log = get_logger("batch")
 
 # %% auto #0
 __all__ = ['log', 'RECORD_MIME', 'record', 'recorded', 'BatchRun', 'read_batch', 'execute', 'summary_table', 'run_batch',
-           'batch_command']
+           'batch_parser', 'batch_command']
 
 # %% ../nbs/90_batch.ipynb #cca387e3
 RECORD_MIME = "application/vnd.lcal.record+json"
@@ -159,16 +160,19 @@ def run_batch(path: str | Path, out: str | Path | None = None, only: list[str] |
     return rows
 
 # %% ../nbs/90_batch.ipynb #dc8c6133
-def batch_command(argv: list[str]) -> int:
-    "`lcal batch FILE`: run a batch file's notebooks with papermill; print the summary; exit 1 if a run failed."
-    from lcal.cli import command_parser
+def batch_parser():
     parser = command_parser("batch", "Run notebooks × parameter sets (a YAML batch file) with papermill into "
                                      "OUT/<run>/<notebook>.ipynb, reusing finished runs, and print one summary table.")
     parser.add_argument("file", help="the batch file (YAML: `runs:` a list of {notebook, parameters, grid, name})")
     parser.add_argument("--out", help="where the runs go (default: runs/<batch file name>)")
     parser.add_argument("--only", nargs="+", metavar="RUN", help="run only these runs (by name)")
     parser.add_argument("--kernel", default="python3", help="the Jupyter kernel (default: python3)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+@parsed_command(batch_parser)
+def batch_command(args) -> int:
+    "`lcal batch FILE`: run a batch file's notebooks with papermill; print the summary; exit 1 if a run failed."
     rows = run_batch(args.file, args.out, args.only, args.kernel)
     width = max(len(r["name"]) for r in rows)
     for name, row in summary_table(rows).iterrows():

@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from .alce import alce_scores, item_dataset, read_alce, write_alce
+from .cli import parsed_command, pipeline_parser, source_from_world_args
 from .citation_rewards import CitationReward, beam_scorer, beam_search, best_of_n, normalize_output, segment
 from .core import lcal_path, read_json, stable_hash, with_seed, write_json
 from .launch import launch_processes
@@ -344,7 +345,6 @@ def results_table(methods: dict, metrics: Sequence[str] = ("str_em", "qampari_re
 
 
 def citations_parser():
-    from lcal.cli import pipeline_parser
     parser, real = pipeline_parser("citations", "Citations with fine-grained rewards: distillation, rejection sampling, "
                                    "holistic and fine-grained PPO, RS then RL; ALCE metrics on held-out questions.",
                                    "the policy", "CitationsConfig overrides, e.g. {\"rl\": {\"max_steps\": 100}}")
@@ -358,29 +358,24 @@ def citations_parser():
     return parser
 
 
-def citations_command(argv: list[str]) -> int:
+@parsed_command(citations_parser)
+def citations_command(args) -> int:
     "`lcal citations`: run (or resume) the citation pipeline and print the table."
     from lcal.entailment import build_entailer
-    from lcal.cli import source_from_world_args
-    parser = citations_parser()
-    args = parser.parse_args(argv)
-    try:
-        config = with_seed(CitationsConfig.quick() if args.quick else CitationsConfig(), args.seed)
-        if args.config: config = config.updated(read_json(args.config))
-        if args.launch: config = config.updated({"launch": args.launch})
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-        unknown = [m for m in methods if m not in METHODS]
-        if unknown: raise ValueError(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHODS)}")
-        if args.base_model:
-            if not (args.train and args.heldout): raise ValueError("--base-model needs --train and --heldout (ALCE JSON files)")
-            source = ALCESource(args.base_model, args.train, args.heldout)
-        else:
-            source = source_from_world_args(args)
-        options = {"base_url": args.judge_base_url} if args.judge_base_url else {}
-        pipeline = CitationsPipeline(source, build_entailer(args.judge, source, **options), config, args.run_dir)
-        results = pipeline.run(args.out, methods)
-    except (ValueError, FileNotFoundError) as e:
-        parser.error(str(e))
+    config = with_seed(CitationsConfig.quick() if args.quick else CitationsConfig(), args.seed)
+    if args.config: config = config.updated(read_json(args.config))
+    if args.launch: config = config.updated({"launch": args.launch})
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown: raise ValueError(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    if args.base_model:
+        if not (args.train and args.heldout): raise ValueError("--base-model needs --train and --heldout (ALCE JSON files)")
+        source = ALCESource(args.base_model, args.train, args.heldout)
+    else:
+        source = source_from_world_args(args)
+    options = {"base_url": args.judge_base_url} if args.judge_base_url else {}
+    pipeline = CitationsPipeline(source, build_entailer(args.judge, source, **options), config, args.run_dir)
+    results = pipeline.run(args.out, methods)
     print(results_table(results["methods"]))
     print(f"{results['seconds']:.0f} s; results in {Path(args.out) / 'results.json'}")
     return 0

@@ -10,10 +10,11 @@ import importlib
 import importlib.util
 import platform
 import sys
+from typing import Callable
 
 # %% auto #0
 __all__ = ['COMMANDS', 'OneLineParser', 'command_parser', 'pipeline_parser', 'source_from_world_args', 'available_commands',
-           'main', 'run_command', 'info_command']
+           'main', 'run_command', 'parsed_command', 'info_command']
 
 # %% ../nbs/02_cli.ipynb #bfad2619
 class OneLineParser(argparse.ArgumentParser):
@@ -59,7 +60,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lc": ("lcal.lc_cli:lc_command", "linguistic-calibration training stages (sample, summarize, sft, reader, rl)"),
     "demo": ("lcal.demo:demo_command", "the whole linguistic-calibration pipeline on the simulated world"),
     "study": ("lcal.study:study_command", "`study lc`: LC over a grid of seeds and kernel variants, and which claims hold where"),
-    "feedback": ("lcal.feedback:feedback_command", "sparse feedback: ratings vs rankings, a reward model each, best-of-n win rates; `feedback consistency` on your CSVs"),
+    "feedback": ("lcal.feedback:feedback_command", "sparse feedback: ratings vs rankings, a reward model each, best-of-n win rates"),
+    "feedback consistency": ("lcal.feedback_consistency:consistency_command", "how often your own ratings and rankings CSVs agree"),
     "facttune": ("lcal.facttune:facttune_command", "FactTune: FactScore and model-confidence rewards, preference pairs, DPO"),
     "citations": ("lcal.citations:citations_command", "citations: distillation, rejection sampling, holistic and fine-grained PPO; ALCE metrics"),
     "batch": ("lcal.batch:batch_command", "run notebooks × parameter sets with papermill, resumably, with one summary table"),
@@ -85,12 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage(), end="")
         return 0 if argv else 2
-    name, rest = argv[0], argv[1:]
     commands = available_commands()
+    name = " ".join(argv[:2]) if " ".join(argv[:2]) in commands else argv[0]
     if name not in commands:
         print(f"lcal: error: unknown command {name!r}; choose from {', '.join(commands)}", file=sys.stderr)
         return 2
-    return run_command(name, commands[name][0], rest)
+    return run_command(name, commands[name][0], argv[len(name.split()):])
 
 # %% ../nbs/02_cli.ipynb #e3f21ed9
 def run_command(name: str, target: str, argv: list[str]) -> int:
@@ -105,6 +107,21 @@ def run_command(name: str, target: str, argv: list[str]) -> int:
     except SetupError as e:
         print(f"lcal {name}: error: {e}", file=sys.stderr)
         return 2
+
+# %% ../nbs/02_cli.ipynb #10930d57
+def parsed_command(make_parser: Callable[[], argparse.ArgumentParser]) -> Callable:
+    """Decorator: the function `command(args) -> int` of parsed arguments becomes the subcommand `command(argv) -> int`,
+    which parses `argv` with `make_parser()` and ends a bad input (a ValueError, FileNotFoundError or IsADirectoryError
+    the command raises) as the parser's one-line error, exit code 2."""
+    def decorate(command: Callable) -> Callable[[list[str]], int]:
+        def subcommand(argv: list[str]) -> int:
+            parser = make_parser()
+            args = parser.parse_args(argv)
+            try: return command(args)
+            except (ValueError, FileNotFoundError, IsADirectoryError) as e: parser.error(str(e))
+        for name in ("__module__", "__name__", "__qualname__", "__doc__"): setattr(subcommand, name, getattr(command, name))
+        return subcommand
+    return decorate
 
 # %% ../nbs/02_cli.ipynb #fd4760b2
 def info_command(argv: list[str]) -> int:

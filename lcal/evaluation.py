@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .core import get_logger, stable_hash, write_parquet
+from .lc_data import is_missing, parse_columns, read_table
 from .rolesets import RoleSet, build_roles, role_spec
 from .sources import question_rows
 from .stages import keyed_stage
@@ -43,7 +44,6 @@ def source_name(source, name: str) -> str:
 def checked_table(source, columns: Sequence[str], name: str, kinds: dict[str, str]) -> pd.DataFrame:
     """A DataFrame from a DataFrame, list of dicts or file, with every one of `columns` present and filled and the
     cells of the columns in `kinds` checked and converted (`lcal.lc_data.parse_columns`); one-line errors otherwise."""
-    from lcal.lc_data import parse_columns, read_table  # here, not at the top: lc_data imports torch
     name = source_name(source, name)
     if isinstance(source, (str, Path)): frame = read_table(source)
     else: frame = source.copy() if isinstance(source, pd.DataFrame) else pd.DataFrame(list(source))
@@ -56,7 +56,6 @@ def checked_table(source, columns: Sequence[str], name: str, kinds: dict[str, st
 
 def read_questions(source) -> pd.DataFrame:
     "A checked question table (aliases default to the answer; question ids must be unique)."
-    from lcal.lc_data import is_missing
     if isinstance(source, (list, tuple)) and source and hasattr(source[0], "questions"): source = question_rows(source)
     frame = checked_table(source, QUESTION_COLUMNS, "questions", QUESTION_KINDS)
     if frame.question_id.duplicated().any():
@@ -71,7 +70,6 @@ def read_questions(source) -> pd.DataFrame:
 
 def read_paragraphs(source) -> pd.DataFrame:
     "A checked paragraph table (`sample` defaults to 0)."
-    from lcal.lc_data import is_missing
     frame = checked_table(source, PARAGRAPH_COLUMNS, "paragraphs", PARAGRAPH_KINDS)
     if "sample" not in frame.columns: frame["sample"] = 0
     for row, sample in enumerate(frame["sample"]):

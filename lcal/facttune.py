@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .cli import parsed_command, pipeline_parser, source_from_world_args
 from .confidence_scoring import CONFIDENCES, entity_confidences, make_answer_prompt, question_confidences
 from .core import lcal_path, read_json, read_jsonl, stable_hash, with_seed, write_json
 from .dpo import DPOSettings, pair_counts, read_rewards, rewards_pairs, train_dpo, write_pair_counts, write_rewards
@@ -370,7 +371,6 @@ FactTunePipeline.run = _run
 
 # %% ../nbs/63_facttune.ipynb #f1c7bd82
 def facttune_parser():
-    from lcal.cli import pipeline_parser
     parser, real = pipeline_parser("facttune", "FactTune: sample, score truthfulness (FactScore, model confidence), "
                                    "preference pairs, DPO and the SFT baseline; factual error rates on held-out prompts.",
                                    "the policy", "FactTuneConfig overrides, e.g. {\"dpo\": {\"beta\": 0.5}}")
@@ -401,25 +401,20 @@ def facttune_roles(args, source):
     return roles
 
 
-def facttune_command(argv: list[str]) -> int:
+@parsed_command(facttune_parser)
+def facttune_command(args) -> int:
     "`lcal facttune`: run (or resume) FactTune and print the table and the done-when checks."
-    from lcal.cli import source_from_world_args
-    parser = facttune_parser()
-    args = parser.parse_args(argv)
-    try:
-        config = with_seed(FactTuneConfig(), args.seed)
-        if args.base_model:
-            if not args.prompts: raise ValueError("--base-model needs --prompts (a JSONL of topics)")
-            source = PromptSource(args.base_model, args.prompts, args.passages, args.chat, args.template)
-        else:
-            source = source_from_world_args(args, split_train=False)
-            config.answer_prompt = "world"
-        if args.config: config = config.updated(read_json(args.config))
-        if args.launch: config = config.updated({"launch": args.launch})
-        pipeline = FactTunePipeline(source, facttune_roles(args, source), config, args.run_dir)
-        results = pipeline.run(args.out)
-    except (ValueError, FileNotFoundError) as e:
-        parser.error(str(e))
+    config = with_seed(FactTuneConfig(), args.seed)
+    if args.base_model:
+        if not args.prompts: raise ValueError("--base-model needs --prompts (a JSONL of topics)")
+        source = PromptSource(args.base_model, args.prompts, args.passages, args.chat, args.template)
+    else:
+        source = source_from_world_args(args, split_train=False)
+        config.answer_prompt = "world"
+    if args.config: config = config.updated(read_json(args.config))
+    if args.launch: config = config.updated({"launch": args.launch})
+    pipeline = FactTunePipeline(source, facttune_roles(args, source), config, args.run_dir)
+    results = pipeline.run(args.out)
     print(results_table(results["methods"]))
     for claim, holds in facttune_claims(results["methods"]).items(): print(f"{'PASS' if holds else 'FAIL'}  {claim}")
     print(f"{results['seconds']:.0f} s; results in {Path(args.out) / 'results.json'}")

@@ -9,8 +9,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cli import parsed_command, pipeline_parser, source_from_world_args
 from .core import lcal_path, read_json, read_jsonl, with_seed, write_json, write_jsonl
-from .feedback_consistency import consistency, consistency_command, contingency_markdown
+from .feedback_consistency import consistency, contingency_markdown
 from .feedback_data import (instruction_rows, rankings_rows, ratings_rows, read_feedback_csv, write_feedback_csv,
                                 write_instructions)
 from .feedback_judges import add_label_noise, rank_both_orders
@@ -262,7 +263,6 @@ FeedbackPipeline.run = _run
 
 # %% ../nbs/85_feedback.ipynb #e9bd04c5
 def feedback_parser():
-    from lcal.cli import pipeline_parser
     parser, real = pipeline_parser("feedback", "Sparse feedback: ratings vs rankings, a reward model per protocol, "
                                    "best-of-n policies and win rates under both protocols, on the world or real inputs.",
                                    "the policy", "FeedbackConfig overrides, e.g. {\"best_of\": 16}")
@@ -275,30 +275,23 @@ def feedback_parser():
     return parser
 
 
-def feedback_command(argv: list[str]) -> int:
-    """`lcal feedback`: run (or resume) the sparse-feedback pipeline and print its table and the paper's findings;
-    `lcal feedback consistency ...` is `consistency_command` (the measure alone, on your own files)."""
+@parsed_command(feedback_parser)
+def feedback_command(args) -> int:
+    "`lcal feedback`: run (or resume) the sparse-feedback pipeline and print its table and the paper's findings."
     from lcal.rolesets import build_roles
-    from lcal.cli import source_from_world_args
     from lcal.sources import make_source
-    if argv[:1] == ["consistency"]: return consistency_command(argv[1:])
-    parser = feedback_parser()
-    args = parser.parse_args(argv)
-    try:
-        if args.base_model:
-            if not args.instructions: raise ValueError("--base-model needs --instructions (the paper's instruction JSON)")
-            options = {"template": Path(args.template).read_text()} if args.template else {}
-            source = make_source("instructions", base_model=args.base_model, instructions=args.instructions,
-                                 eval_instructions=args.eval_instructions, **options)
-        else:
-            source = source_from_world_args(args)
-        config = with_seed(FeedbackConfig(), args.seed)
-        if args.config: config = config.updated(read_json(args.config))
-        endpoint = {"base_url": args.judge_base_url} if args.judge_base_url else {}
-        pipeline = FeedbackPipeline(source, build_roles(args.judge, source, **endpoint), config, args.run_dir)
-        results = pipeline.run(args.out)
-    except (ValueError, FileNotFoundError) as e:
-        parser.error(str(e))
+    if args.base_model:
+        if not args.instructions: raise ValueError("--base-model needs --instructions (the paper's instruction JSON)")
+        options = {"template": Path(args.template).read_text()} if args.template else {}
+        source = make_source("instructions", base_model=args.base_model, instructions=args.instructions,
+                             eval_instructions=args.eval_instructions, **options)
+    else:
+        source = source_from_world_args(args)
+    config = with_seed(FeedbackConfig(), args.seed)
+    if args.config: config = config.updated(read_json(args.config))
+    endpoint = {"base_url": args.judge_base_url} if args.judge_base_url else {}
+    pipeline = FeedbackPipeline(source, build_roles(args.judge, source, **endpoint), config, args.run_dir)
+    results = pipeline.run(args.out)
     print(results_table(results))
     for claim, holds in feedback_claims(results).items(): print(f"{'PASS' if holds else 'FAIL'}  {claim}")
     print(f"{results['seconds']:.0f} s; results in {Path(args.out) / 'results.json'}")

@@ -9,6 +9,7 @@ import sys
 from collections import defaultdict
 from typing import Optional, Sequence
 
+from .cli import command_parser, parsed_command
 from .feedback_data import RANKING_LABELS, read_feedback_csv
 
 # %% auto #0
@@ -106,7 +107,6 @@ def agreement_text(report: dict) -> str:
 
 # %% ../nbs/82_feedback_consistency.ipynb #8fdc62d5
 def consistency_parser():
-    from lcal.cli import command_parser
     parser = command_parser("feedback consistency", "How often ratings and rankings of the same responses agree (3-way, "
                             "ties a class): read your own feedback files in the paper's CSV layouts, print the agreement "
                             "and the contingency table.")
@@ -118,13 +118,11 @@ def consistency_parser():
     return parser
 
 
-def consistency_command(argv: list[str]) -> int:
+@parsed_command(consistency_parser)
+def consistency_command(args) -> int:
     "`lcal feedback consistency`: the agreement of two feedback files; exit 1 when no pair could be compared."
     from lcal.core import write_json
-    parser = consistency_parser()
-    args = parser.parse_args(argv)
-    try: report = feedback_agreement(args.ratings, args.rankings)
-    except (ValueError, FileNotFoundError) as e: parser.error(str(e))
+    report = feedback_agreement(args.ratings, args.rankings)
     print(agreement_text(report))
     if args.json: print(f"wrote {write_json(args.json, report)}")
     if args.figure:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from .cli import parsed_command, pipeline_parser, source_from_world_args
 from .core import read_json, read_jsonl
 from .lc import LCConfig, LCPipeline, stage_registry
 
@@ -16,7 +17,6 @@ __all__ = ['source_from_args', 'lc_parser', 'lc_command']
 # %% ../nbs/57_lc_cli.ipynb #698bc9c1
 def source_from_args(args):
     "The source a command line names: the world preset and seed, or real files and a base model."
-    from lcal.cli import source_from_world_args
     from lcal.sources import make_source
     if not args.base_model:
         return source_from_world_args(args)
@@ -30,7 +30,6 @@ def source_from_args(args):
 
 
 def lc_parser():
-    from lcal.cli import pipeline_parser
     parser, real = pipeline_parser("lc", "Linguistic calibration, stage by stage (each resumable), on the world or real "
                                    "inputs.", "the base model", "LCConfig overrides, e.g. {\"rl\": {\"max_steps\": 20}}")
     parser.add_argument("stage", nargs="?", default="all",
@@ -52,43 +51,39 @@ def lc_parser():
     return parser
 
 
-def lc_command(argv: list[str]) -> int:
+@parsed_command(lc_parser)
+def lc_command(args) -> int:
     "`lcal lc [STAGE]`: run one stage of the LC pipeline (and the stages it needs), the evaluation, or everything."
     import time
     from lcal.lc import METHODS
     from lcal.lc_results import lc_results, paper_claims, results_table, write_report
     from lcal.rl import plot_reward_curves
     from lcal.rolesets import build_roles
-    parser = lc_parser()
-    args = parser.parse_args(argv)
     start = time.perf_counter()
-    try:
-        source = source_from_args(args)
-        config = LCConfig().seeded(args.seed)
-        config.rl = dataclasses.replace(config.rl, algorithm=args.rl_algorithm, max_steps=args.rl_steps)
-        if args.config: config = config.updated(read_json(args.config))
-        endpoint = {"base_url": args.judge_base_url} if args.judge_base_url else {}
-        pipeline = LCPipeline(source, build_roles(args.judge, source, **endpoint), config, args.run_dir)
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-        if args.stage == "all":
-            records = pipeline.run_methods(methods)
-            results = write_report(pipeline, records, time.perf_counter() - start + pipeline.skipped_seconds, args.out)
-            print(results_table(results))
-            for claim, holds in paper_claims(results).items(): print(f"{'PASS' if holds else 'FAIL'}  {claim}")
-        elif args.stage == "eval":  # each method's evaluation directory, then the results table
-            unknown = [m for m in methods if m not in METHODS]
-            if unknown: raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
-            records = {}
-            for m in methods:
-                out = pipeline.evaluate(m)
-                print(out)
-                records[m] = read_jsonl(out / "records.jsonl")
-            print(results_table(lc_results(records, time.perf_counter() - start + pipeline.skipped_seconds)))
-        else:
-            out = pipeline.run(args.stage)
+    source = source_from_args(args)
+    config = LCConfig().seeded(args.seed)
+    config.rl = dataclasses.replace(config.rl, algorithm=args.rl_algorithm, max_steps=args.rl_steps)
+    if args.config: config = config.updated(read_json(args.config))
+    endpoint = {"base_url": args.judge_base_url} if args.judge_base_url else {}
+    pipeline = LCPipeline(source, build_roles(args.judge, source, **endpoint), config, args.run_dir)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.stage == "all":
+        records = pipeline.run_methods(methods)
+        results = write_report(pipeline, records, time.perf_counter() - start + pipeline.skipped_seconds, args.out)
+        print(results_table(results))
+        for claim, holds in paper_claims(results).items(): print(f"{'PASS' if holds else 'FAIL'}  {claim}")
+    elif args.stage == "eval":  # each method's evaluation directory, then the results table
+        unknown = [m for m in methods if m not in METHODS]
+        if unknown: raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+        records = {}
+        for m in methods:
+            out = pipeline.evaluate(m)
             print(out)
-            if args.curve and (out / "reward_curve.jsonl").exists():
-                print(plot_reward_curves({f"{args.stage} ({args.rl_algorithm})": out / "reward_curve.jsonl"}, args.curve))
-    except (ValueError, FileNotFoundError) as e:
-        parser.error(str(e))
+            records[m] = read_jsonl(out / "records.jsonl")
+        print(results_table(lc_results(records, time.perf_counter() - start + pipeline.skipped_seconds)))
+    else:
+        out = pipeline.run(args.stage)
+        print(out)
+        if args.curve and (out / "reward_curve.jsonl").exists():
+            print(plot_reward_curves({f"{args.stage} ({args.rl_algorithm})": out / "reward_curve.jsonl"}, args.curve))
     return 0

@@ -16,8 +16,6 @@ from typing import Any, Optional, Sequence
 import pandas as pd
 
 from .core import read_jsonl
-from .reward_models import (CORRECTNESS_TEMPLATE, EXTRACTOR_TEMPLATE, FORECAST_TEMPLATE, extraction_target,
-                                extractor_sft_rows, reader_input)
 
 # %% auto #0
 __all__ = ['HUB_DATASET', 'LC_CONFIGS', 'COLUMN_KINDS', 'QUESTION_COLUMNS', 'POLICY_TEMPLATE', 'SFT_TARGETS', 'FORECAST_SOURCES',
@@ -272,6 +270,7 @@ def correctness_rows(df: pd.DataFrame) -> list[dict]:
 def extraction_rows(df: pd.DataFrame) -> list[dict]:
     """ExtractAnswers rows `{question_id, question, paragraph, answers, target}` from `reward_model_training`: the
     `lc_sft_*` extractions, plus `factuality_sft_*` ones where a table has them."""
+    from lcal.reward_models import extraction_target  # here, not at the top: reward_models imports torch
     _need_questions(df, "extraction_rows")
     rows = []
     for source in FORECAST_SOURCES:
@@ -286,16 +285,20 @@ def extraction_rows(df: pd.DataFrame) -> list[dict]:
     return rows
 
 # %% ../nbs/45_lc_data.ipynb #2d29e16a
-def reward_model_rows(rows: Sequence[dict], template: str = FORECAST_TEMPLATE, mark: bool = False) -> list[dict]:
-    "`{text, label}` rows for `train_reward_model` (`CORRECTNESS_TEMPLATE` for factuality-RM rows; `mark`: see `reader_input`)."
+def reward_model_rows(rows: Sequence[dict], template: str | None = None, mark: bool = False) -> list[dict]:
+    """`{text, label}` rows for `train_reward_model` in `template` (default `FORECAST_TEMPLATE`; `CORRECTNESS_TEMPLATE`
+    for factuality-RM rows; `mark`: see `reader_input`)."""
+    from lcal.reward_models import FORECAST_TEMPLATE, reader_input
+    template = template or FORECAST_TEMPLATE
     return [{"text": reader_input(template, r["question"], r["paragraph"], r["answer"], mark=mark), "label": r["label"]}
             for r in rows]
 
 
-def extractor_rows(rows: Sequence[dict], template: str = EXTRACTOR_TEMPLATE) -> list[dict]:
-    "`{prompt, completion}` rows for `train_sft` that teach ExtractAnswers."
+def extractor_rows(rows: Sequence[dict], template: str | None = None) -> list[dict]:
+    "`{prompt, completion}` rows for `train_sft` that teach ExtractAnswers (in `template`, default `EXTRACTOR_TEMPLATE`)."
+    from lcal.reward_models import EXTRACTOR_TEMPLATE, extractor_sft_rows
     return extractor_sft_rows([r["question"] for r in rows], [r["paragraph"] for r in rows],
-                              [r["answers"] for r in rows], template)
+                              [r["answers"] for r in rows], template or EXTRACTOR_TEMPLATE)
 
 
 def split_by_question(rows: Sequence[dict], n_heldout: int, seed: int = 42) -> tuple[list[dict], list[dict]]:

@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .cli import command_parser, parsed_command
 from .core import read_json, write_json
 
 # %% auto #0
@@ -340,7 +341,6 @@ def run_study(cells: Sequence[Cell], out: str | Path = "study", config: str | Pa
 
 
 def study_parser():
-    from lcal.cli import command_parser
     parser = command_parser("study", "Run a pipeline over a grid of world seeds, training seeds and bf16 kernel "
                                      "variants (resumably), and report which claims hold in which cell.")
     parser.add_argument("study", choices=("lc",), help="lc: `lcal lc all` (every LC method and the report) per cell")
@@ -358,22 +358,18 @@ def study_parser():
     return parser
 
 
-def study_command(argv: list[str]) -> int:
+@parsed_command(study_parser)
+def study_command(args) -> int:
     "`lcal study lc`: run the cells, write DIR/study.json and DIR/study.md; exit 1 if a cell failed."
-    parser = study_parser()
-    args = parser.parse_args(argv)
-    try:
-        from lcal.world import PRESETS
-        worlds = [w.strip() for w in args.world.split(",") if w.strip()]
-        unknown = [w for w in worlds if w not in PRESETS]
-        if unknown or not worlds: raise ValueError(f"unknown world {', '.join(unknown) or args.world!r}; choose from {', '.join(sorted(PRESETS))}")
-        cells = study_cells(worlds, parse_ints(args.world_seeds, "--world-seeds"), parse_ints(args.seeds, "--seeds"),
-                            [k for k in args.kernels.split(",") if k.strip()] or ["default"], args.extra)
-        if args.config:
-            from lcal.lc import LCConfig
-            LCConfig().updated(read_json(args.config))     # a bad config fails here, not in every cell
-    except (ValueError, FileNotFoundError, IsADirectoryError) as e:
-        parser.error(str(e))
+    from lcal.world import PRESETS
+    worlds = [w.strip() for w in args.world.split(",") if w.strip()]
+    unknown = [w for w in worlds if w not in PRESETS]
+    if unknown or not worlds: raise ValueError(f"unknown world {', '.join(unknown) or args.world!r}; choose from {', '.join(sorted(PRESETS))}")
+    cells = study_cells(worlds, parse_ints(args.world_seeds, "--world-seeds"), parse_ints(args.seeds, "--seeds"),
+                        [k for k in args.kernels.split(",") if k.strip()] or ["default"], args.extra)
+    if args.config:
+        from lcal.lc import LCConfig
+        LCConfig().updated(read_json(args.config))     # a bad config fails here, not in every cell
     if args.list:
         for cell in cells: print(cell.name)
         return 0

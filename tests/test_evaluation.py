@@ -288,6 +288,24 @@ def test_lcal_eval_on_world_questions_with_biographies_and_given_paragraphs(tiny
     assert table.decompose_failures[1] == 2 and table.extract_failures[0] == 8
 
 
+def test_lcal_eval_of_written_paragraphs_does_not_import_torch(tmp_path):
+    "Paragraphs already written, judged by the world: no model runs, and no torch import (it came through lcal.lc_data)."
+    import subprocess
+    import sys
+    from lcal.world_source import WorldSource
+    source = WorldSource("tiny")
+    entities = [source.world.entity(int(q.query_id)) for q in spread_sample(source.queries("eval"), 2, seed=0)]
+    paragraphs = tmp_path / "paragraphs.jsonl"
+    paragraphs.write_text("\n".join(json.dumps({"query_id": str(e.id), "paragraph": source.world.statement(
+        e, "birth_city", [e.attributes["birth_city"]], "likely")}) for e in entities))
+    argv = ["eval", "--world", "tiny", "--limit", "2", "--paragraphs", f"lc={paragraphs}", "--out", str(tmp_path / "out"),
+            "--resamples", "100", "--n-bins", "2"]
+    code = f"import sys\nfrom lcal.cli import main\ncode = main({argv!r})\nprint(code, 'torch' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.stdout.splitlines()[-1:] == ["0 False"], run.stdout[-2000:] + run.stderr[-2000:]
+    assert "| world-eval | lc | 8 |" in run.stdout
+
+
 def test_api_judges_through_the_openai_sdk_are_cached_per_request(tmp_path, monkeypatch):
     "LLM judges on the OpenAI backend (real SDK, local fake server): a rerun sends no request, even without stages."
     import shutil

@@ -2,6 +2,8 @@
 paper's layouts (with a header row as lcal writes them, and headerless as the paper released them), run through the
 `lcal` entry point; the printed agreement, the JSON report, the figure, and one-line errors with exit status 2."""
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,3 +103,14 @@ def test_help_names_the_sub_action(capsys):
     assert code == 0 and "usage: lcal feedback consistency" in out and "--figure" in out
     code, out, _ = run(["feedback", "--help"], capsys)
     assert code == 0 and "lcal feedback consistency --ratings" in out
+
+
+def test_the_command_does_not_import_torch(feedback_files, tmp_path):
+    "It reads two CSV files and draws a figure; it paid about 4 s importing torch through the feedback pipeline."
+    ratings, rankings = feedback_files
+    argv = ["feedback", "consistency", "--ratings", str(ratings), "--rankings", str(rankings),
+            "--json", str(tmp_path / "agreement.json"), "--figure", str(tmp_path / "agreement.png")]
+    code = f"import sys\nfrom lcal.cli import main\ncode = main({argv!r})\nprint(code, 'torch' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.stdout.splitlines()[-1:] == ["0 False"], run.stdout[-2000:] + run.stderr[-2000:]
+    assert (tmp_path / "agreement.png").stat().st_size > 1000
