@@ -87,8 +87,11 @@ def write_pair_counts(directory: str | Path, split: str, groups: dict[str, dict]
 # %% ../nbs/62_dpo.ipynb #36ed6130
 @dataclass
 class DPOSettings(SFTSettings):
-    "DPO hyper-parameters: the SFT settings plus β (no default: the reference fork requires it)."
+    """DPO hyper-parameters: the SFT settings plus β (no default: the reference fork requires it) and `sft_weight`: when
+    above 0, the chosen responses' negative log-likelihood joins the loss with that weight (RPO), which keeps DPO
+    from lowering the likelihood of fluent text along with the rejected responses."""
     beta: Optional[float] = None
+    sft_weight: float = 0.0
     learning_rate: float = 5e-5
     num_train_epochs: float = 1.0
     per_device_train_batch_size: int = 8
@@ -123,8 +126,9 @@ def train_dpo(model_path: str | Path, rows: Iterable[dict], out_dir: str | Path,
     if settings.beta is None: raise ValueError("DPO needs beta (DPOSettings.beta); the reference gives no default")
     rows = check_pair_rows(rows)
     if launch: return launched_trainer_stage("lcal.dpo:train_dpo", "dpo", model_path, rows, out_dir, settings, launch)
+    losses = dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, settings.sft_weight]) if settings.sft_weight > 0 else {}
     config = DPOConfig(**trainer_arguments(settings, out_dir), beta=settings.beta, max_length=settings.max_length,
-                       dataset_num_proc=None)
+                       dataset_num_proc=None, **losses)
     return run_trainer_stage("dpo", DPOTrainer, model_path, rows, out_dir, settings, config,
                              lambda: reference_arguments(model_path, settings, config.bf16))
 
