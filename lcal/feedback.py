@@ -15,8 +15,8 @@ from .feedback_consistency import consistency, contingency_markdown
 from .feedback_data import (instruction_rows, rankings_rows, ratings_rows, read_feedback_csv, write_feedback_csv,
                                 write_instructions)
 from .feedback_judges import add_label_noise, rank_both_orders
-from .feedback_rms import (FeedbackRMSettings, preference_pairs, rating_rows, rm_text, train_ratings_rm,
-                               train_rankings_rm)
+from .feedback_rms import (FeedbackRMSettings, bradley_terry_weights, preference_pairs, rating_rows,
+                               regression_weights, response_loglikelihoods, rm_text, train_ratings_rm, train_rankings_rm)
 from .lc_samples import sample_paragraphs
 from .rolesets import role_spec
 from .stages import StageRun, finished_key, stage_seconds
@@ -39,6 +39,7 @@ class FeedbackConfig:
     label_noise: float = 0.0  # AlpacaFarm-style flip rate of ranking labels
     validation_fraction: float = 0.1  # feedback instructions held out to measure the reward models' fit
     rm: FeedbackRMSettings = field(default_factory=FeedbackRMSettings)
+    rm_likelihood: bool = False  # True: best-of-n reads each RM's logit and the policy's likelihood (weights fitted on held-out feedback)
     backend: str = "hf"  # how the policy is sampled: "hf" or "vllm"
     seed: int = 0
 
@@ -129,15 +130,22 @@ def _feedback(self) -> Path:
 FeedbackPipeline.responses, FeedbackPipeline.feedback = _responses, _feedback
 
 # %% ../nbs/85_feedback.ipynb #7172eb5c
-def _reward_models(self) -> dict[str, Path]:
-    "Stage 3: the ratings RM and the rankings RM trained on stage 2's feedback, as `{name: model directory}`."
+def _feedback_split(self) -> tuple[list[dict], list[dict], dict, set]:
+    """Stage 2's ratings and rankings, the policy prompt of each `(instruction, input)`, and the keys of the last
+    `validation_fraction` of the instructions (held out from reward-model training)."""
     from lcal.feedback_data import read_instructions
     c, responses, feedback = self.config, self.responses(), self.feedback()
     prompts = {(g["instruction"], g["input"]): g["prompt"] for g in read_instructions(responses / "generations.json")}
     held = set(list(prompts)[len(prompts) - int(len(prompts) * c.validation_fraction):]) if c.validation_fraction else set()
+    return (read_feedback_csv(feedback / "ratings.csv", "ratings"), read_feedback_csv(feedback / "rankings.csv", "rankings"),
+            prompts, held)
+
+
+def _reward_models(self) -> dict[str, Path]:
+    "Stage 3: the ratings RM and the rankings RM trained on stage 2's feedback, as `{name: model directory}`."
+    c = self.config
+    ratings, rankings, prompts, held = self.feedback_split()
     split = lambda rows, heldout: [r for r in rows if ((r["instruction"], r["input"]) in held) == heldout]
-    ratings = read_feedback_csv(feedback / "ratings.csv", "ratings")
-    rankings = read_feedback_csv(feedback / "rankings.csv", "rankings")
     pairs = lambda rows: preference_pairs(rows, prompts, c.rm.max_pairs_per_instruction)
     ratings_dir, rankings_dir = self.run_dir / "ratings_rm", self.run_dir / "rankings_rm"
     return {"ratings_rm": self.tracked(ratings_dir, lambda: train_ratings_rm(
@@ -148,6 +156,28 @@ def _reward_models(self) -> dict[str, Path]:
 
 
 FeedbackPipeline.reward_models = _reward_models
+
+
+def _likelihood_weights(self, name: str, rm) -> list[float]:
+    """Weights of (RM logit, the policy's mean log-likelihood) for the best-of-n of `name`, fitted with its protocol's
+    loss on the held-out feedback (on all of it when none is held out)."""
+    import numpy as np
+    ratings, rankings, prompts, held = self.feedback_split()
+    heldout = lambda rows: [r for r in rows if (r["instruction"], r["input"]) in held] or rows
+    prompt = lambda r: prompts[(r["instruction"], r["input"])]
+    def features(pairs: list[tuple[str, str]]):
+        return np.c_[rm.logits([rm_text(p, x) for p, x in pairs]),
+                     response_loglikelihoods(self.base_model(), [p for p, _ in pairs], [x for _, x in pairs])]
+    if name == "ratings_rm":
+        rows = [r for r in heldout(ratings) if r["score"] is not None]
+        return regression_weights(features([(prompt(r), r["response"]) for r in rows]), [(r["score"] - 1) / 6 for r in rows])
+    rows = [r for r in heldout(rankings) if r["feedback"] in ("(a)", "(b)")]
+    first, second = features([(prompt(r), r["response1"]) for r in rows]), features([(prompt(r), r["response2"]) for r in rows])
+    sign = np.array([1.0 if r["feedback"] == "(a)" else -1.0 for r in rows])
+    return bradley_terry_weights((first - second) * sign[:, None])
+
+
+FeedbackPipeline.feedback_split, FeedbackPipeline.likelihood_weights = _feedback_split, _likelihood_weights
 
 # %% ../nbs/85_feedback.ipynb #e346688c
 def _candidates(self) -> Path:
@@ -174,14 +204,20 @@ def _evaluation(self) -> Path:
     from lcal.core import stable_hash
     from lcal.feedback_data import read_instructions
     from lcal.reward_models import ScalarRewardModel
-    candidates, models = self.candidates(), self.reward_models()
+    c, candidates, models = self.config, self.candidates(), self.reward_models()
 
     def build(tmp: Path):
         rows = read_instructions(candidates / "candidates.json")
         texts, reference = _texts(rows), [r["reference"] for r in rows]
-        policies = {"single_sample": [r["responses"][0] for r in rows]}
+        policies, weights = {"single_sample": [r["responses"][0] for r in rows]}, {}
+        likelihood = response_loglikelihoods(self.base_model(), [r["prompt"] for r in rows for _ in r["responses"]],
+                                             [x for r in rows for x in r["responses"]]) if c.rm_likelihood else None
         for name, model_dir in models.items():
-            flat = ScalarRewardModel(model_dir).logits([rm_text(r["prompt"], x) for r in rows for x in r["responses"]])
+            rm = ScalarRewardModel(model_dir)
+            flat = rm.logits([rm_text(r["prompt"], x) for r in rows for x in r["responses"]])
+            if likelihood is not None:
+                weights[name] = self.likelihood_weights(name, rm)
+                flat = [weights[name][0] * s + weights[name][1] * l for s, l in zip(flat, likelihood)]
             sizes = [len(r["responses"]) for r in rows]
             scores = [flat[sum(sizes[:i]):sum(sizes[:i + 1])] for i in range(len(rows))]
             policies[name] = best_of_n([r["responses"] for r in rows], scores)
@@ -200,10 +236,11 @@ def _evaluation(self) -> Path:
                         for r, x, ref, s, rs, l in zip(rows, responses, reference, scores, reference_scores, labels)]
         write_jsonl(tmp / "records.jsonl", records)
         write_json(tmp / "win_rates.json", win_rates)
+        write_json(tmp / "likelihood_weights.json", weights)
 
     inputs = {"candidates": finished_key(candidates), "judges": stable_hash(self.judges_key()),
               **{name: finished_key(d) for name, d in models.items()}}
-    return self.stage("evaluation", {"policies": POLICIES}, build, inputs)
+    return self.stage("evaluation", {"policies": POLICIES, "rm_likelihood": c.rm_likelihood}, build, inputs)
 
 
 FeedbackPipeline.candidates, FeedbackPipeline.evaluation = _candidates, _evaluation
@@ -250,6 +287,7 @@ def _run(self, out: str | Path) -> dict:
     details = {"counts": read_json(feedback / "counts.json"), "compared_pairs": agreement["compared"],
                "skipped_pairs": agreement["skipped"], "claims": feedback_claims(results),
                "reward_models": {name: read_json(d / "lcal_run.json") for name, d in models.items()},
+               "likelihood_weights": read_json(evaluation / "likelihood_weights.json"),
                "stage_seconds": {name: stage_seconds(self.run_dir / name) for name in
                                  ("responses", "feedback", "ratings_rm", "rankings_rm", "candidates", "evaluation")},
                "run_dir": str(self.run_dir)}

@@ -11,15 +11,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .core import get_logger, stable_hash
+from .core import get_logger, progress, stable_hash
 from .reward_models import RewardModelSettings, ScalarRewardModel, reward_backbone, train_reward_model
 from .sft import (TrainingLog, model_key, quiet_datasets, save_trained, trainer_arguments, training_processes,
                       write_run_record)
 from .stages import run_stage
+from .tiny import load_tiny
 
 # %% auto #0
 __all__ = ['FeedbackRMSettings', 'rm_text', 'rating_rows', 'preference_pairs', 'train_ratings_rm', 'pairwise_accuracy',
-           'train_rankings_rm']
+           'train_rankings_rm', 'response_loglikelihoods', 'regression_weights', 'bradley_terry_weights']
 
 # %% ../nbs/83_feedback_rms.ipynb #43c6b433
 @dataclass
@@ -113,3 +114,53 @@ def train_rankings_rm(model_path: str | Path, pairs: Sequence[dict], out_dir: st
 
     inputs = {"model": model_key(model_path), "data": stable_hash(list(pairs)), "eval_data": stable_hash(list(eval_pairs))}
     return run_stage(out_dir, "rankings_reward_model", settings, build, inputs=inputs, accelerator=training_processes())
+
+# %% ../nbs/83_feedback_rms.ipynb #8819486a
+def response_loglikelihoods(model_path: str | Path, prompts: Sequence[str], responses: Sequence[str],
+                            batch_size: int = 32, device: str | None = None) -> list[float]:
+    """The mean per-token log-likelihood of each response after its prompt (joined as `rm_text` joins them) under the
+    causal LM at `model_path`; the response's tokens are those after the longest common prefix with the prompt's."""
+    import torch
+    from lcal.backends import pick_device
+    model, tokenizer = load_tiny(model_path)
+    model = model.to(device or pick_device()).eval()
+    rows = []
+    for prompt, response in zip(prompts, responses, strict=True):
+        prompt_ids, ids = tokenizer(prompt)["input_ids"], tokenizer(rm_text(prompt, response))["input_ids"]
+        start = next((i for i, (a, b) in enumerate(zip(prompt_ids, ids)) if a != b), min(len(prompt_ids), len(ids)))
+        rows.append((ids, max(start, 1)))
+    order, out = sorted(range(len(rows)), key=lambda i: -len(rows[i][0])), [0.0] * len(rows)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    with torch.no_grad():
+        for begin in progress(range(0, len(order), batch_size), desc="likelihood", unit="batch"):
+            batch = order[begin:begin + batch_size]
+            width = max(len(rows[i][0]) for i in batch)
+            ids = torch.tensor([rows[i][0] + [pad] * (width - len(rows[i][0])) for i in batch], device=model.device)
+            mask = torch.tensor([[1] * len(rows[i][0]) + [0] * (width - len(rows[i][0])) for i in batch], device=model.device)
+            logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), dim=-1)
+            token_logp = logp.gather(-1, ids[:, 1:, None])[..., 0]
+            for row, i in enumerate(batch):
+                length, start = len(rows[i][0]), rows[i][1]
+                out[i] = token_logp[row, start - 1:length - 1].mean().item() if length > start else float("-inf")
+    return out
+
+# %% ../nbs/83_feedback_rms.ipynb #e4a522ed
+def regression_weights(features, targets) -> list[float]:
+    "Least-squares weights of the feature columns for `targets` (an intercept is fitted and left out)."
+    import numpy as np
+    X = np.c_[np.asarray(features, dtype=float), np.ones(len(targets))]
+    return np.linalg.lstsq(X, np.asarray(targets, dtype=float), rcond=None)[0][:-1].tolist()
+
+
+def bradley_terry_weights(differences, l2: float = 1e-3, steps: int = 100) -> list[float]:
+    """Weights w maximising Σ log σ(w · d) − l2·|w|²/2 over rows d = features(chosen) − features(rejected): a
+    Bradley–Terry fit (Newton's method; the small L2 term keeps separable data finite)."""
+    import numpy as np
+    D = np.asarray(differences, dtype=float)
+    w = np.zeros(D.shape[1])
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-D @ w))
+        step = np.linalg.solve((D * (p * (1 - p))[:, None]).T @ D + l2 * np.eye(len(w)), D.T @ (1 - p) - l2 * w)
+        w += step
+        if np.abs(step).max() < 1e-9: break
+    return w.tolist()
