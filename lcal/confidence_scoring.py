@@ -99,8 +99,10 @@ ANSWER_PROMPTS = {"few_shot": "lcal.confidence_scoring:FewShotAnswerPrompt",
 
 
 def make_answer_prompt(kind: str, source=None):
-    "The answer prompt of a registered kind (`ANSWER_PROMPTS`) for `source`."
-    if kind not in ANSWER_PROMPTS: raise ValueError(f"unknown answer prompt {kind!r}; choose from {', '.join(ANSWER_PROMPTS)}")
+    "The answer prompt of a registered kind (`ANSWER_PROMPTS`) for `source`; `\"auto\"`: the source's own kind."
+    if kind == "auto": kind = source.answer_prompt()
+    if kind not in ANSWER_PROMPTS:
+        raise ValueError(f"unknown answer prompt {kind!r}; choose from auto, {', '.join(ANSWER_PROMPTS)}")
     module, name = ANSWER_PROMPTS[kind].split(":")
     return getattr(importlib.import_module(module), name)(source)
 

@@ -22,9 +22,9 @@ from tqdm import tqdm
 
 # %% auto #0
 __all__ = ['PROGRESS_LINE_SECONDS', 'lcal_home', 'lcal_path', 'to_jsonable', 'stable_hash', 'from_jsonable', 'seed_everything',
-           'with_seed', 'atomic_write', 'write_json', 'read_json', 'write_jsonl', 'read_jsonl', 'write_parquet',
-           'process_rank', 'get_logger', 'progress_mode', 'progress_enabled', 'quiet_third_party', 'progress',
-           'end_process_group', 'SetupError', 'MissingDependency', 'require']
+           'with_seed', 'atomic_write', 'write_json', 'read_json', 'write_jsonl', 'utf8_text', 'read_jsonl',
+           'write_parquet', 'process_rank', 'get_logger', 'progress_mode', 'progress_enabled', 'quiet_third_party',
+           'progress', 'end_process_group', 'SetupError', 'MissingDependency', 'require']
 
 # %% ../nbs/00_core.ipynb #120a20ee
 def lcal_home() -> Path:
@@ -131,18 +131,23 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
     return Path(path)
 
 
+def utf8_text(data: bytes, where, hint: str = "") -> str:
+    "`data` as UTF-8 text; other bytes are a one-line error naming `where`, the first bad line and any `hint`."
+    try: return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ValueError(f"{where}: line {line}: not UTF-8 text" + (f"; {hint}" if hint else "")) from None
+
+
 def read_jsonl(path: str | Path) -> list[dict]:
     "Read JSON lines, one object a line (blank lines skipped); a bad line is a one-line error naming file and line."
     rows = []
-    with open(path, "rb") as f:
-        for i, data in enumerate(f, 1):
-            try: line = data.decode("utf-8")
-            except UnicodeDecodeError: raise ValueError(f"{path}: line {i}: not UTF-8 text") from None
-            if not line.strip(): continue
-            try: row = json.loads(line)
-            except json.JSONDecodeError as e: raise ValueError(f"{path}:{i}: not a JSON object ({e.msg})") from None
-            if not isinstance(row, dict): raise ValueError(f"{path}:{i}: not a JSON object (a {type(row).__name__})")
-            rows.append(row)
+    for i, line in enumerate(utf8_text(Path(path).read_bytes(), path).split("\n"), 1):
+        if not line.strip(): continue
+        try: row = json.loads(line)
+        except json.JSONDecodeError as e: raise ValueError(f"{path}:{i}: not a JSON object ({e.msg})") from None
+        if not isinstance(row, dict): raise ValueError(f"{path}:{i}: not a JSON object (a {type(row).__name__})")
+        rows.append(row)
     return rows
 
 

@@ -109,7 +109,7 @@ class FactTuneConfig:
     answers: int = 20  # answers sampled per question (FactTune-MC)
     answer_max_new_tokens: int = 15
     answer_top_p: float = 0.9
-    answer_prompt: str = "few_shot"  # a kind of `confidence_scoring.ANSWER_PROMPTS`
+    answer_prompt: str = "auto"  # a kind of `confidence_scoring.ANSWER_PROMPTS`; "auto": the source's own
     entity_scores: bool = False  # also the entity (noun-chunk) confidences, `ne_*_avg`
     gamma: float = 10  # FactScore's length penalty
     tau: float = 0.0  # reward margin of a preference pair
@@ -410,7 +410,6 @@ def facttune_command(args) -> int:
         source = PromptSource(args.base_model, args.prompts, args.passages, args.chat, args.template)
     else:
         source = source_from_world_args(args, split_train=False)
-        config.answer_prompt = "world"
     if args.config: config = config.updated(read_json(args.config))
     if args.launch: config = config.updated({"launch": args.launch})
     pipeline = FactTunePipeline(source, facttune_roles(args, source), config, args.run_dir)

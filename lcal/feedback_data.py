@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .core import atomic_write, stable_hash
+from .core import atomic_write, stable_hash, utf8_text
 from .sources import SPLITS, Query, Source
 
 # %% auto #0
@@ -100,11 +100,8 @@ def read_feedback_csv(path: str | Path, kind: str) -> list[dict]:
     if kind not in FEEDBACK_KINDS: raise ValueError(f"unknown feedback kind {kind!r}; choose from {', '.join(FEEDBACK_KINDS)}")
     path, columns = Path(path), FEEDBACK_KINDS[kind]
     if not path.is_file(): raise FileNotFoundError(f"{path}: no such file")
-    data = path.read_bytes()
-    try: text = data.decode("utf-8-sig")  # a spreadsheet's "CSV UTF-8" starts with a byte-order mark
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise ValueError(f"{path}: line {line}: not UTF-8 text; save the CSV as UTF-8") from None
+    text = utf8_text(path.read_bytes(), path, "save the CSV as UTF-8")
+    text = text.removeprefix("\ufeff")  # a spreadsheet's "CSV UTF-8" starts with a byte-order mark
     table = list(csv.reader(io.StringIO(text, newline="")))
     if table and table[0][:len(columns) - 1] == list(columns[:-1]):
         header, table = table[0], table[1:]

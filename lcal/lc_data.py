@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence
 
 import pandas as pd
 
-from .core import read_jsonl
+from .core import read_jsonl, utf8_text
 
 # %% auto #0
 __all__ = ['HUB_DATASET', 'LC_CONFIGS', 'COLUMN_KINDS', 'QUESTION_COLUMNS', 'POLICY_TEMPLATE', 'SFT_TARGETS', 'FORECAST_SOURCES',
@@ -94,16 +94,6 @@ def _read_with_pandas(path: Path, suffix: str) -> pd.DataFrame:
         raise ValueError(f"{path}: not a readable {suffix[1:]} table ({reason})") from None
 
 
-def _not_utf8(path: Path) -> ValueError:
-    "The error for a file that is not UTF-8 text, naming its first bad line."
-    data = path.read_bytes()
-    try: data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        return ValueError(f"{path}: line {line}: not UTF-8 text")
-    return ValueError(f"{path}: not UTF-8 text")
-
-
 def read_table(path: str | Path) -> pd.DataFrame:
     "A local `.csv` (cells as text), `.jsonl`, `.json` (records) or `.parquet` table; errors name the file."
     path = Path(path)
@@ -113,7 +103,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise ValueError(f"{path}: unsupported table format {suffix!r}; use .csv, .jsonl, .json or .parquet")
     if path.stat().st_size == 0: raise ValueError(f"{path}: empty file")
     try: df = pd.DataFrame(read_jsonl(path)) if suffix == ".jsonl" else _read_with_pandas(path, suffix)
-    except UnicodeDecodeError: raise _not_utf8(path) from None
+    except UnicodeDecodeError:  # pandas reads CSV and JSON as UTF-8: name the file's first bad line
+        utf8_text(path.read_bytes(), path)
+        raise
     if df.empty: raise ValueError(f"{path}: no rows")
     return df
 

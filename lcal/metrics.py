@@ -113,8 +113,7 @@ def ece(conf, correct, n_bins: int = 15, binning: str = "equal_mass", lc_compat:
 
 # %% ../nbs/30_metrics.ipynb #a070ccb4
 def _tie_order_variance(conf, correct, n_bins: int):
-    "Per equal-mass bin: the variance of its accuracy over the orders of tied items (0 where it cuts no tie block)."
-    conf, correct = _sort_by_conf(conf, correct)
+    "Per equal-mass bin of a sorted batch: its accuracy's variance over the orders of tied items (0 if it cuts no tie)."
     sizes = _equal_mass_sizes(conf.shape[-1], n_bins)
     starts = np.cumsum(sizes) - sizes
     bin_starts = np.zeros(conf.shape[-1], dtype=bool)
@@ -130,6 +129,7 @@ def _tie_order_variance(conf, correct, n_bins: int):
 def debiased_ece(conf, correct, n_bins: int = 15, binning: str = "equal_mass"):
     "Debiased L2 calibration error (Kumar et al. 2019), averaged over the orders of tied items."
     conf, correct = _check(conf, correct)
+    if binning == "equal_mass": conf, correct = _sort_by_conf(conf, correct)  # once: `_bin_sums` keeps a sorted batch
     counts, conf_sums, correct_sums = _bin_sums(conf, correct, n_bins, binning, lc_compat=False)
     spread = _tie_order_variance(conf, correct, n_bins) if binning == "equal_mass" else 0.0
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -94,6 +94,7 @@ class Source:
     def replay_texts(self) -> list[str]: return []
     def sampling_prompts(self, prompts: Sequence[str]) -> list[str]: return list(prompts)
     def roles(self): return None
+    def answer_prompt(self) -> str: return "few_shot"
     def given(self, name: str) -> Optional[list[dict]]: return None
     def topic(self, query_id: str) -> Optional[str]: return None
     def knowledge(self, topic: str, claim: str) -> list[str]: return []

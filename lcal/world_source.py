@@ -60,6 +60,8 @@ class WorldSource(Source):
                        question_writer=w.WorldQuestionWriter(self.world), rating=w.WorldRatingJudge(self.world),
                        ranking=w.WorldRankingJudge(self.world))
 
+    def answer_prompt(self) -> str: return "world"
+
     def topic(self, query_id: str) -> Optional[str]: return self.world.entity(int(query_id)).name
 
     def knowledge(self, topic: str, claim: str) -> list[str]: return [self.world.page(topic)]

@@ -112,6 +112,8 @@ def test_facttune_on_real_inputs_end_to_end(tmp_path, tiny_lm_dir, inputs, judge
         for w, l in preference_pairs(g["aq_max_conf_avg"]): assert g["aq_max_conf_avg"][w] > g["aq_max_conf_avg"][l]
     dpo_run = read_json(tmp_path / "run" / "facttune_mc" / "lcal_run.json")
     assert dpo_run["kind"] == "dpo" and dpo_run["settings"]["lora_r"] == 4 and dpo_run["settings"]["beta"] == 0.1
+    confidence_inputs = read_json(tmp_path / "run" / "confidence" / "_stage.json")["inputs"]
+    assert confidence_inputs["answer_prompt"]["kind"] == "few_shot"  # the default "auto": a real model's own prompt
 
     # killed after scoring: the rerun rebuilds the lost stages without asking any judge again
     import shutil
@@ -158,6 +160,8 @@ def test_tiny_world_end_to_end(tmp_path, tiny_world, monkeypatch, capsys):
     confidence = read_json(tmp_path / "run" / "confidence" / "confidence.json")
     questions = [q for row in confidence for x in row["confidence"] for q in x["aq"]["questions"]]
     assert questions and all(q.endswith("?") for q in questions)  # the world's question writer
+    confidence_inputs = read_json(tmp_path / "run" / "confidence" / "_stage.json")["inputs"]
+    assert confidence_inputs["answer_prompt"]["kind"] == "world"  # the default "auto": the world's own answer prompt
     details = read_json(tmp_path / "out" / "details.json")
     assert 0 < details["train"]["factscore_avg"] < 1 and 0 < details["train"]["aq_max_conf_avg"] <= 1
     assert set(details["calibration"]) == set(METHODS) and details["pair_counts"]["factscore_avg"] > 0
