@@ -104,7 +104,8 @@ def test_train_sft_with_launch_runs_its_stage_in_two_processes_once(tiny_lm_dir,
     monkeypatch.setattr(lcal.launch, "launch_call", lambda *a, **kw: pytest.fail("a finished stage was relaunched"))
     key = read_json(out / "_stage.json")["key"]
     assert train_sft(tiny_lm_dir, rows, out, settings, launch="cpu_2proc") == out
-    assert train_sft(tiny_lm_dir, rows, out, settings) == out and read_json(out / "_stage.json")["key"] == key
+    assert train_sft(tiny_lm_dir, rows, out, settings) == out  # one process trains another model: a stage of its own
+    assert read_json(out / "_stage.json")["key"] != key and read_json(out / "lcal_run.json")["processes"] == 1
 
 
 def test_train_dpo_with_launch_runs_its_stage_in_two_processes_once(tiny_lm_dir, tmp_path, monkeypatch):
@@ -124,4 +125,5 @@ def test_train_dpo_with_launch_runs_its_stage_in_two_processes_once(tiny_lm_dir,
     monkeypatch.setattr(lcal.launch, "launch_call", lambda *a, **kw: pytest.fail("a finished stage was relaunched"))
     key = read_json(out / "_stage.json")["key"]
     assert train_dpo(tiny_lm_dir, pairs, out, settings, launch="cpu_2proc") == out
-    assert train_dpo(tiny_lm_dir, pairs, out, settings) == out and read_json(out / "_stage.json")["key"] == key
+    assert train_dpo(tiny_lm_dir, pairs, out, settings) == out  # one process trains another model: a stage of its own
+    assert read_json(out / "_stage.json")["key"] != key and read_json(out / "lcal_run.json")["processes"] == 1
