@@ -18,9 +18,10 @@ from .prompts import PromptTemplate
 from .roles import QuestionWriter
 
 # %% auto #0
-__all__ = ['CONFIDENCES', 'ANSWER_PROMPTS', 'FACT_TO_QUESTION', 'normalize_answer', 'equivalent', 'answer_classes', 'confidences',
-           'mean_confidences', 'FewShotAnswerPrompt', 'make_answer_prompt', 'first_line', 'sample_answers',
-           'parse_question', 'LLMQuestionWriter', 'question_confidences', 'entity_chunks', 'entity_confidences']
+__all__ = ['CONFIDENCES', 'AQ_CONFIDENCES', 'ANSWER_PROMPTS', 'FACT_TO_QUESTION', 'normalize_answer', 'equivalent',
+           'answer_classes', 'confidences', 'agrees_with_fact', 'sampled_confidence', 'mean_confidences',
+           'FewShotAnswerPrompt', 'make_answer_prompt', 'first_line', 'sample_answers', 'parse_question',
+           'LLMQuestionWriter', 'question_confidences', 'entity_chunks', 'entity_confidences']
 
 # %% ../nbs/61_confidence_scoring.ipynb #ae1ec56c
 _YES_NO = re.compile(r"^(yes|no),.*$")
@@ -57,6 +58,7 @@ def answer_classes(answers: Sequence[str]) -> list[list[str]]:
 
 # %% ../nbs/61_confidence_scoring.ipynb #7eed538f
 CONFIDENCES = ("max_conf", "neg_ent", "exp_conf")
+AQ_CONFIDENCES = CONFIDENCES + ("sampled_conf",)  # the atomic-question method also compares answers with the fact
 
 
 def confidences(answers: Sequence[str]) -> dict[str, float]:
@@ -66,13 +68,25 @@ def confidences(answers: Sequence[str]) -> dict[str, float]:
     return {"max_conf": float(p.max()), "neg_ent": float((p * np.log(p)).sum()), "exp_conf": float((p ** 2).sum())}
 
 
+def agrees_with_fact(answer: str, fact: str) -> bool:
+    "Whether the normalised `answer` is a non-empty run of whole words of the normalised `fact`."
+    a = normalize_answer(answer)
+    return bool(a) and f" {a} " in f" {normalize_answer(fact)} "
+
+
+def sampled_confidence(answers: Sequence[str], fact: str) -> float:
+    "`sampled_conf`: the share of `answers` that agree with `fact` (NaN for no answers)."
+    return sum(agrees_with_fact(a, fact) for a in answers) / len(answers) if answers else float("nan")
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
 def mean_confidences(per_question: Sequence[dict]) -> dict[str, float]:
     "A response's scores: the mean of each confidence over its questions, NaNs ignored (NaN if there are none)."
-    out = {}
-    for name in CONFIDENCES:
-        values = [q[name] for q in per_question if not math.isnan(q[name])]
-        out[name] = float(np.mean(values)) if values else float("nan")
-    return out
+    return {name: _nanmean([q[name] for q in per_question]) for name in CONFIDENCES}
 
 # %% ../nbs/61_confidence_scoring.ipynb #bb0b4559
 _SHOTS = (("Which planet is closest to the Sun?", "Mercury"), ("Who wrote the novel Don Quixote?", "Miguel de Cervantes"),
@@ -149,14 +163,17 @@ class LLMQuestionWriter(LLMJudge, QuestionWriter):
 def question_confidences(facts: Sequence[Sequence[str]], writer, backend, answer_prompt, n: int = 20,
                          temperature: float = 1.0, top_p: float = 0.9, max_new_tokens: int = 15,
                          seed: int = 0) -> list[dict]:
-    "Per response (its list of facts): `{questions, max_conf, neg_ent, exp_conf}`."
+    "Per response (its list of facts): `{questions, max_conf, neg_ent, exp_conf, sampled_conf}`."
     distinct = list(dict.fromkeys(f for fs in facts for f in fs))
     question_of = dict(zip(distinct, writer.questions(distinct) if distinct else []))
     per_response = [list(dict.fromkeys(q for q in (question_of[f] for f in fs) if q)) for fs in facts]
     asked = list(dict.fromkeys(q for qs in per_response for q in qs))
     samples = sample_answers(backend, [answer_prompt(q) for q in asked], n, temperature, top_p, max_new_tokens, seed)
-    scores = {q: confidences(s) for q, s in zip(asked, samples)}
-    return [{"questions": qs, **mean_confidences([scores[q] for q in qs])} for qs in per_response]
+    answers = dict(zip(asked, samples))
+    scores = {q: confidences(s) for q, s in answers.items()}
+    agreement = lambda fs: [sampled_confidence(answers[question_of[f]], f) for f in fs if question_of[f]]
+    return [{"questions": qs, **mean_confidences([scores[q] for q in qs]), "sampled_conf": _nanmean(agreement(fs))}
+            for qs, fs in zip(per_response, facts)]
 
 # %% ../nbs/61_confidence_scoring.ipynb #75df2182
 _CHUNK = re.compile(r"(?:[A-Z][\w'-]*|\d[\d,.]*\d|\d)(?:\s+(?:[A-Z][\w'-]*|\d[\d,.]*\d|\d))*")

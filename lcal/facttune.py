@@ -15,7 +15,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .cli import parsed_command, pipeline_parser, source_from_world_args
-from .confidence_scoring import CONFIDENCES, entity_confidences, make_answer_prompt, question_confidences
+from .confidence_scoring import (AQ_CONFIDENCES, CONFIDENCES, entity_confidences, make_answer_prompt,
+                                     question_confidences)
 from .core import lcal_path, read_json, read_jsonl, stable_hash, with_seed, write_json
 from .dpo import DPOSettings, pair_counts, read_rewards, rewards_pairs, train_dpo, write_pair_counts, write_rewards
 from .factscore import PassageIndex, response_factscore, score_responses
@@ -206,8 +207,8 @@ def _factscore(self) -> Path:
 def _confidence(self) -> Path:
     "Stage `confidence`: per response, its questions and their answers' confidences (confidence.json)."
     c, facts = self.config, self.factscore()
-    settings = {k: getattr(c, k) for k in ("answers", "answer_max_new_tokens", "answer_top_p", "temperature",
-                                           "entity_scores", "backend", "seed")}
+    settings = {**{k: getattr(c, k) for k in ("answers", "answer_max_new_tokens", "answer_top_p", "temperature",
+                                              "entity_scores", "backend", "seed")}, "scores": AQ_CONFIDENCES}
     answer_prompt = make_answer_prompt(c.answer_prompt, self.source)
 
     def build(tmp: Path):
@@ -239,7 +240,8 @@ def reward_groups(scores: list[dict], confidence: list[dict], gamma: float = 10)
                  "factscore_lp_avg": [s and s["score"] for s in fs]}
         for kind in ("aq", "ne"):
             if kind in conf["confidence"][0]:
-                group.update({f"{kind}_{name}_avg": [x[kind][name] for x in conf["confidence"]] for name in CONFIDENCES})
+                names = AQ_CONFIDENCES if kind == "aq" else CONFIDENCES
+                group.update({f"{kind}_{name}_avg": [x[kind][name] for x in conf["confidence"]] for name in names})
         groups[row["prompt"]] = group
     return groups
 

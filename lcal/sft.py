@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fnmatch
 import random
 import sys
 import time
@@ -25,7 +26,7 @@ from .stages import finished_key, run_stage, stage_key
 # %% auto #0
 __all__ = ['RUN_FILE', 'LOSS_FILE', 'SFTSettings', 'check_sft_rows', 'replay_rows', 'model_key', 'write_run_record',
            'TrainingLog', 'quiet_datasets', 'trainer_arguments', 'token_ids', 'cpu_bf16_supported',
-           'training_attention', 'prepare_backbone', 'train_token_rows', 'lora_config', 'save_trained',
+           'training_attention', 'prepare_backbone', 'train_only', 'train_token_rows', 'lora_config', 'save_trained',
            'training_processes', 'train_sft', 'launched_trainer_stage', 'run_trainer_stage', 'settings_arguments',
            'settings_from_args', 'main']
 
@@ -44,6 +45,7 @@ class SFTSettings:
     max_length: int = 1024  # tokens of prompt + completion; longer rows are truncated
     freeze_embeddings: bool = True  # keep the input embedding matrix (tied: also the LM head) fixed ...
     train_tokens: str = ""  # ... except the rows of these space-separated tokens (e.g. tokens new to the model)
+    trained_parameters: str = ""  # comma-separated glob patterns of parameter names: only these train ("" = all)
     lora_r: int = 0  # > 0 trains a LoRA adapter of this rank instead of all weights
     lora_alpha: int = 32
     lora_dropout: float = 0.0
@@ -176,12 +178,28 @@ def training_attention(bf16: bool) -> dict:
 
 def prepare_backbone(model, settings, tokenizer=None):
     """Freeze the input embeddings (and with them a tied LM head) when `settings.freeze_embeddings` — all rows but
-    those of `settings.train_tokens`, whose gradient is kept by a row mask (needs `tokenizer`)."""
+    those of `settings.train_tokens`, whose gradient is kept by a row mask (needs `tokenizer`). With
+    `settings.trained_parameters`, only the parameters those patterns name train (the embedding settings then say
+    nothing)."""
+    if settings.trained_parameters.strip():
+        if settings.lora_r: raise ValueError("trained_parameters and lora_r exclude each other: train a subset or an adapter")
+        return train_only(model, settings.trained_parameters)
     if not settings.freeze_embeddings or settings.lora_r: return model
     if not settings.train_tokens.strip():
         model.get_input_embeddings().weight.requires_grad_(False)
         return model
     return train_token_rows(model, settings.train_tokens, tokenizer)
+
+
+def train_only(model, patterns: str):
+    """Freeze every parameter whose name matches none of the comma-separated glob `patterns` (e.g. "model.norm.*" or
+    "*.mlp.*"); a pattern that matches no parameter is an error listing a few names."""
+    globs = [p.strip() for p in patterns.split(",") if p.strip()]
+    names = [n for n, _ in model.named_parameters()]
+    unmatched = [g for g in globs if not any(fnmatch.fnmatchcase(n, g) for n in names)]
+    if unmatched: raise ValueError(f"trained_parameters: {unmatched} match no parameter of the model (it has {names[:3]} ...)")
+    for name, param in model.named_parameters(): param.requires_grad_(any(fnmatch.fnmatchcase(name, g) for g in globs))
+    return model
 
 
 def train_token_rows(model, tokens: str, tokenizer):
