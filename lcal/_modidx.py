@@ -493,6 +493,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'lcal.feedback._feedback': ('feedback.html#_feedback', 'lcal/feedback.py'),
                                'lcal.feedback._feedback_split': ('feedback.html#_feedback_split', 'lcal/feedback.py'),
                                'lcal.feedback._first': ('feedback.html#_first', 'lcal/feedback.py'),
+                               'lcal.feedback._heldout_likelihoods': ('feedback.html#_heldout_likelihoods', 'lcal/feedback.py'),
                                'lcal.feedback._likelihood_weights': ('feedback.html#_likelihood_weights', 'lcal/feedback.py'),
                                'lcal.feedback._responses': ('feedback.html#_responses', 'lcal/feedback.py'),
                                'lcal.feedback._reward_models': ('feedback.html#_reward_models', 'lcal/feedback.py'),

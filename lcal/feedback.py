@@ -20,6 +20,7 @@ from .feedback_rms import (FeedbackRMSettings, bradley_terry_weights, preference
 from .lc_samples import sample_paragraphs
 from .rolesets import role_spec
 from .stages import StageRun, finished_key, stage_seconds
+from .tiny import load_tiny
 from .win_rates import best_of_n, plot_win_rates, ranking_wins, rating_wins, win_rate
 
 # %% auto #0
@@ -158,26 +159,34 @@ def _reward_models(self) -> dict[str, Path]:
 FeedbackPipeline.reward_models = _reward_models
 
 
-def _likelihood_weights(self, name: str, rm) -> list[float]:
-    """Weights of (RM logit, the policy's mean log-likelihood) for the best-of-n of `name`, fitted with its protocol's
-    loss on the held-out feedback (on all of it when none is held out)."""
-    import numpy as np
+def _heldout_likelihoods(self, policy) -> dict[str, tuple[list, list]]:
+    """The held-out feedback that fits the likelihood weights (all of it when none is held out), read once, as
+    `{RM name: (sides, labels)}`: each side the `(prompt, response)` pairs and the policy's log-likelihoods of those
+    responses (`policy` a loaded `(model, tokenizer)`); the labels the ratings' targets (r − 1)/6 (one side) or the
+    rankings' signs, +1 where the first response is preferred (two sides)."""
     ratings, rankings, prompts, held = self.feedback_split()
     heldout = lambda rows: [r for r in rows if (r["instruction"], r["input"]) in held] or rows
-    prompt = lambda r: prompts[(r["instruction"], r["input"])]
-    def features(pairs: list[tuple[str, str]]):
-        return np.c_[rm.logits([rm_text(p, x) for p, x in pairs]),
-                     response_loglikelihoods(self.base_model(), [p for p, _ in pairs], [x for _, x in pairs])]
-    if name == "ratings_rm":
-        rows = [r for r in heldout(ratings) if r["score"] is not None]
-        return regression_weights(features([(prompt(r), r["response"]) for r in rows]), [(r["score"] - 1) / 6 for r in rows])
-    rows = [r for r in heldout(rankings) if r["feedback"] in ("(a)", "(b)")]
-    first, second = features([(prompt(r), r["response1"]) for r in rows]), features([(prompt(r), r["response2"]) for r in rows])
-    sign = np.array([1.0 if r["feedback"] == "(a)" else -1.0 for r in rows])
-    return bradley_terry_weights((first - second) * sign[:, None])
+    def side(rows: list[dict], key: str) -> tuple[list, list]:
+        pairs = [(prompts[(r["instruction"], r["input"])], r[key]) for r in rows]
+        return pairs, response_loglikelihoods(policy, [p for p, _ in pairs], [x for _, x in pairs])
+    rated = [r for r in heldout(ratings) if r["score"] is not None]
+    ranked = [r for r in heldout(rankings) if r["feedback"] in ("(a)", "(b)")]
+    return {"ratings_rm": ([side(rated, "response")], [(r["score"] - 1) / 6 for r in rated]),
+            "rankings_rm": ([side(ranked, "response1"), side(ranked, "response2")],
+                            [1.0 if r["feedback"] == "(a)" else -1.0 for r in ranked])}
 
 
-FeedbackPipeline.feedback_split, FeedbackPipeline.likelihood_weights = _feedback_split, _likelihood_weights
+def _likelihood_weights(name: str, rm, heldout: dict) -> list[float]:
+    """Weights of (RM logit, the policy's mean log-likelihood) for the best-of-n of `name`, fitted with its protocol's
+    loss on `heldout` (from `heldout_likelihoods`)."""
+    import numpy as np
+    sides, labels = heldout[name]
+    features = lambda pairs, likelihoods: np.c_[rm.logits([rm_text(p, x) for p, x in pairs]), likelihoods]
+    if name == "ratings_rm": return regression_weights(features(*sides[0]), labels)
+    return bradley_terry_weights((features(*sides[0]) - features(*sides[1])) * np.array(labels)[:, None])
+
+
+FeedbackPipeline.feedback_split, FeedbackPipeline.heldout_likelihoods = _feedback_split, _heldout_likelihoods
 
 # %% ../nbs/85_feedback.ipynb #e346688c
 def _candidates(self) -> Path:
@@ -210,13 +219,16 @@ def _evaluation(self) -> Path:
         rows = read_instructions(candidates / "candidates.json")
         texts, reference = _texts(rows), [r["reference"] for r in rows]
         policies, weights = {"single_sample": [r["responses"][0] for r in rows]}, {}
-        likelihood = response_loglikelihoods(self.base_model(), [r["prompt"] for r in rows for _ in r["responses"]],
-                                             [x for r in rows for x in r["responses"]]) if c.rm_likelihood else None
+        if c.rm_likelihood:  # one load of the policy scores the candidates and the held-out feedback of both RMs
+            policy = load_tiny(self.base_model())
+            likelihood = response_loglikelihoods(policy, [r["prompt"] for r in rows for _ in r["responses"]],
+                                                 [x for r in rows for x in r["responses"]])
+            heldout = self.heldout_likelihoods(policy)
         for name, model_dir in models.items():
             rm = ScalarRewardModel(model_dir)
             flat = rm.logits([rm_text(r["prompt"], x) for r in rows for x in r["responses"]])
-            if likelihood is not None:
-                weights[name] = self.likelihood_weights(name, rm)
+            if c.rm_likelihood:
+                weights[name] = _likelihood_weights(name, rm, heldout)
                 flat = [weights[name][0] * s + weights[name][1] * l for s, l in zip(flat, likelihood)]
             sizes = [len(r["responses"]) for r in rows]
             scores = [flat[sum(sizes[:i]):sum(sizes[:i + 1])] for i in range(len(rows))]

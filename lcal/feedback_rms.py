@@ -116,13 +116,14 @@ def train_rankings_rm(model_path: str | Path, pairs: Sequence[dict], out_dir: st
     return run_stage(out_dir, "rankings_reward_model", settings, build, inputs=inputs, accelerator=training_processes())
 
 # %% ../nbs/83_feedback_rms.ipynb #8819486a
-def response_loglikelihoods(model_path: str | Path, prompts: Sequence[str], responses: Sequence[str],
+def response_loglikelihoods(model: str | Path | tuple, prompts: Sequence[str], responses: Sequence[str],
                             batch_size: int = 32, device: str | None = None) -> list[float]:
     """The mean per-token log-likelihood of each response after its prompt (joined as `rm_text` joins them) under the
-    causal LM at `model_path`; the response's tokens are those after the longest common prefix with the prompt's."""
+    causal LM `model` (its path, or an already loaded `(model, tokenizer)` to score several lists with one load); the
+    response's tokens are those after the longest common prefix with the prompt's."""
     import torch
     from lcal.backends import pick_device
-    model, tokenizer = load_tiny(model_path)
+    model, tokenizer = load_tiny(model) if isinstance(model, (str, Path)) else model
     model = model.to(device or pick_device()).eval()
     rows = []
     for prompt, response in zip(prompts, responses, strict=True):
