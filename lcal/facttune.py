@@ -115,10 +115,11 @@ class FactTuneConfig:
     gamma: float = 10  # FactScore's length penalty
     tau: float = 0.0  # reward margin of a preference pair
     fs_reward: str = "factscore_avg"
-    mc_reward: str = "aq_max_conf_avg"
+    mc_reward: str = "aq_sampled_conf_avg"  # the reference's: "aq_max_conf_avg" (see above)
     sft: SFTSettings = field(default_factory=lambda: SFTSettings(num_train_epochs=1.0, learning_rate=1e-4))
-    dpo: DPOSettings = field(default_factory=lambda: DPOSettings(beta=0.1, learning_rate=5e-5, num_train_epochs=1.0,
-                                                                 per_device_train_batch_size=16))
+    dpo: DPOSettings = field(default_factory=lambda: DPOSettings(beta=0.1, learning_rate=3e-2, num_train_epochs=1.0,
+                                                                 per_device_train_batch_size=16,
+                                                                 trained_parameters="model.norm.weight"))
     backend: str = "hf"  # how the policy is sampled: "hf" or "vllm"
     launch: str | None = None  # an accelerate config (`lcal.launch`): SFT and both DPO stages run as accelerate launch jobs
     seed: int = 0

@@ -182,7 +182,7 @@ def prepare_backbone(model, settings, tokenizer=None):
     `settings.trained_parameters`, only the parameters those patterns name train (the embedding settings then say
     nothing)."""
     if settings.trained_parameters.strip():
-        if settings.lora_r: raise ValueError("trained_parameters and lora_r exclude each other: train a subset or an adapter")
+        if settings.lora_r: raise ValueError("trained_parameters and lora_r exclude each other: set trained_parameters to '' to train a LoRA adapter")
         return train_only(model, settings.trained_parameters)
     if not settings.freeze_embeddings or settings.lora_r: return model
     if not settings.train_tokens.strip():

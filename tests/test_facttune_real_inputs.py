@@ -69,9 +69,12 @@ def inputs(tmp_path):
     passages = tmp_path / "passages.jsonl"
     passages.write_text("\n".join(json.dumps({"title": t, "text": x}) for t, x in PEOPLE.items()))
     config = tmp_path / "quick.json"
+    # a random tiny model's answers agree with no fact (every sampled_conf ties at 0): the reference's MC reward
     config.write_text(json.dumps({"responses": 3, "eval_samples": 2, "max_new_tokens": 16, "answers": 4,
+                                  "mc_reward": "aq_max_conf_avg",
                                   "sft": {"max_steps": 2, "per_device_train_batch_size": 4},
-                                  "dpo": {"max_steps": 2, "per_device_train_batch_size": 4, "lora_r": 4, "lora_alpha": 8}}))
+                                  "dpo": {"max_steps": 2, "per_device_train_batch_size": 4, "lora_r": 4, "lora_alpha": 8,
+                                          "trained_parameters": "", "learning_rate": 5e-5}}))
     return prompts, passages, config
 
 
@@ -104,7 +107,8 @@ def test_facttune_on_real_inputs_end_to_end(tmp_path, tiny_lm_dir, inputs, judge
     rewards_dir = tmp_path / "run" / "rewards"
     groups = read_rewards(rewards_dir / "rewards_train_6.json")
     assert len(groups) == 6 and all(len(g["responses"]) == 3 for g in groups.values())
-    assert {"factscore_avg", "factscore_lp_avg", "aq_max_conf_avg", "aq_neg_ent_avg", "aq_exp_conf_avg"} <= set(
+    assert {"factscore_avg", "factscore_lp_avg", "aq_max_conf_avg", "aq_neg_ent_avg", "aq_exp_conf_avg",
+            "aq_sampled_conf_avg"} <= set(
         next(iter(groups.values())))
     counts = (rewards_dir / "pairs_count_train_6.txt").read_text().splitlines()
     assert dict(line.split() for line in counts)["factscore_avg"] == str(pair_counts(groups)["factscore_avg"])
