@@ -177,18 +177,18 @@ def training_attention(bf16: bool) -> dict:
 
 
 def prepare_backbone(model, settings, tokenizer=None):
-    """Freeze the input embeddings (and with them a tied LM head) when `settings.freeze_embeddings` — all rows but
-    those of `settings.train_tokens`, whose gradient is kept by a row mask (needs `tokenizer`). With
-    `settings.trained_parameters`, only the parameters those patterns name train (the embedding settings then say
-    nothing)."""
-    if settings.trained_parameters.strip():
-        if settings.lora_r: raise ValueError("trained_parameters and lora_r exclude each other: set trained_parameters to '' to train a LoRA adapter")
-        return train_only(model, settings.trained_parameters)
-    if not settings.freeze_embeddings or settings.lora_r: return model
-    if not settings.train_tokens.strip():
-        model.get_input_embeddings().weight.requires_grad_(False)
+    """Freeze what `settings` says: with `trained_parameters`, every parameter those patterns do not name; then, when
+    `freeze_embeddings`, the input embeddings (and with them a tied LM head) — all rows but those of `train_tokens`,
+    whose gradient is kept by a row mask (needs `tokenizer`), named by the patterns or not. Under LoRA, peft freezes."""
+    if settings.lora_r:
+        if settings.trained_parameters.strip():
+            raise ValueError("trained_parameters and lora_r exclude each other: set trained_parameters to '' to train a LoRA adapter")
         return model
-    return train_token_rows(model, settings.train_tokens, tokenizer)
+    if settings.trained_parameters.strip(): train_only(model, settings.trained_parameters)
+    if not settings.freeze_embeddings: return model
+    if settings.train_tokens.strip(): return train_token_rows(model, settings.train_tokens, tokenizer)
+    model.get_input_embeddings().weight.requires_grad_(False)
+    return model
 
 
 def train_only(model, patterns: str):
