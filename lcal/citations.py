@@ -269,9 +269,8 @@ def _rl_model(self, name: str) -> Path:
                      max_prompt_length=c.max_prompt_length, reward_kwargs=reward, lora=c.rl_lora, launch=c.launch)
     settings = {"rl": c.rl, "holistic": holistic, "weight": c.weight, "max_prompt_length": c.max_prompt_length}
     if c.rl_lora.lora_r: settings["lora"] = c.rl_lora
-    if launch_processes(c.launch) > 1: settings["processes"] = launch_processes(c.launch)  # more rollouts per step
-    return self.stage(name, settings, build, {"init": self.model_key(init), "task": self.model_key(self.task()),
-                                              "judge": self.judge_key()}) / "model"
+    inputs = {"init": self.model_key(init), "task": self.model_key(self.task()), "judge": self.judge_key()}
+    return self.stage(name, settings, build, inputs, processes=launch_processes(c.launch)) / "model"  # more rollouts per step
 
 
 def _model(self, name: str) -> Path:

@@ -88,10 +88,13 @@ def _wait(accelerator) -> None:
 
 
 def run_stage(directory, name: str, settings, build: Callable[[Path], Any], inputs: dict[str, str] | None = None,
-              version: int = 1, accelerator=None) -> Path:
-    "Make `directory` hold stage `name` for these settings, inputs and version: skip if it does, else `build(tmp)` and swap it in."
+              version: int = 1, accelerator=None, processes: int | None = None) -> Path:
+    """Make `directory` hold stage `name` for these settings, inputs and version: skip if it does, else `build(tmp)` and
+    swap it in. The key counts the training processes: `processes` when the build launches them itself, else the
+    accelerator's (1 without one)."""
     directory = Path(directory)
-    key = stage_key(name, settings, inputs, version, accelerator.num_processes if accelerator else 1)
+    processes = processes or (accelerator.num_processes if accelerator else 1)
+    key = stage_key(name, settings, inputs, version, processes)
     if finished_key(directory) == key:
         log.info("stage %s: up to date, skipped", name)
         return directory
@@ -138,9 +141,10 @@ class StageRun:
         self.seen.add(str(out))
         return out
 
-    def stage(self, name: str, settings, build: Callable[[Path], None], inputs: dict) -> Path:
-        "`run_stage` of stage `name` in this run's directory."
-        return self.tracked(self.run_dir / name, lambda: run_stage(self.run_dir / name, name, settings, build, inputs))
+    def stage(self, name: str, settings, build: Callable[[Path], None], inputs: dict, processes: int = 1) -> Path:
+        "`run_stage` of stage `name` in this run's directory (built by `processes` launched training processes)."
+        return self.tracked(self.run_dir / name,
+                            lambda: run_stage(self.run_dir / name, name, settings, build, inputs, processes=processes))
 
     @property
     def skipped_seconds(self) -> float: return sum(self.skipped.values())
