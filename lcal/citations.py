@@ -62,7 +62,9 @@ class CitationsConfig:
     train_citation_tokens: bool = True  # distillation also trains the embeddings of the citation markers' tokens
     sft: SFTSettings = field(default_factory=lambda: SFTSettings(num_train_epochs=8.0, learning_rate=1e-3))
     rs_sft: SFTSettings = field(default_factory=lambda: SFTSettings(num_train_epochs=3.0, learning_rate=3e-4))
-    rl: RLSettings = field(default_factory=lambda: RLSettings(algorithm="ppo", max_steps=60, kl_coef=0.3, prompts_per_step=2,
+    # 8 prompts × 4 answers per PPO step: with 2 × 4, independent batches' policy gradients agreed with cosine ~0.05
+    # and each update moved the distilled policy at random (docs/experiments/2026-12-03-citations-ppo-batch.md)
+    rl: RLSettings = field(default_factory=lambda: RLSettings(algorithm="ppo", max_steps=60, kl_coef=0.3, prompts_per_step=8,
                                                               generations=4, heldout_queries=0, temperature=0.7))
     rl_lora: PolicyLoRA = field(default_factory=PolicyLoRA)  # PPO's LoRA (lora_r 0: full fine-tuning)
     launch: str | None = None  # an accelerate config (`lcal.launch`): every training stage runs under accelerate launch
