@@ -339,7 +339,7 @@ def plot_facttune(methods: dict, path: str | Path) -> Path:
     right.bar(names, correct, label="correct", color="tab:green")
     right.bar(names, [methods[n]["incorrect_per_response"] for n in names], bottom=correct, label="incorrect", color="tab:red")
     totals = [c + methods[n]["incorrect_per_response"] for c, n in zip(correct, names)]
-    right.set_ylim(0, 1.25 * max(totals, default=1) or 1)  # headroom: the legend sits above the bars
+    right.set_ylim(0, 1.25 * (max(totals, default=0) or 1))  # headroom: the legend sits above the bars
     right.set_ylabel("facts per response"); right.legend(loc="upper center", ncol=2); right.set_title("facts per response")
     for ax in (left, right): ax.tick_params(axis="x", rotation=20)
     fig.tight_layout()
