@@ -293,6 +293,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                      'lcal/confidence_scoring.py'),
                                          'lcal.confidence_scoring.confidences': ( 'confidence_scoring.html#confidences',
                                                                                   'lcal/confidence_scoring.py'),
+                                         'lcal.confidence_scoring.content_words': ( 'confidence_scoring.html#content_words',
+                                                                                    'lcal/confidence_scoring.py'),
                                          'lcal.confidence_scoring.entity_chunks': ( 'confidence_scoring.html#entity_chunks',
                                                                                     'lcal/confidence_scoring.py'),
                                          'lcal.confidence_scoring.entity_confidences': ( 'confidence_scoring.html#entity_confidences',

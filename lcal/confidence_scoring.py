@@ -18,10 +18,11 @@ from .prompts import PromptTemplate
 from .roles import QuestionWriter
 
 # %% auto #0
-__all__ = ['CONFIDENCES', 'AQ_CONFIDENCES', 'ANSWER_PROMPTS', 'FACT_TO_QUESTION', 'normalize_answer', 'equivalent',
-           'answer_classes', 'confidences', 'agrees_with_fact', 'sampled_confidence', 'mean_confidences',
-           'FewShotAnswerPrompt', 'make_answer_prompt', 'first_line', 'sample_answers', 'parse_question',
-           'LLMQuestionWriter', 'question_confidences', 'entity_chunks', 'entity_confidences']
+__all__ = ['CONFIDENCES', 'AQ_CONFIDENCES', 'FUNCTION_WORDS', 'AGREEMENT_RULE', 'ANSWER_PROMPTS', 'FACT_TO_QUESTION',
+           'normalize_answer', 'equivalent', 'answer_classes', 'confidences', 'content_words', 'agrees_with_fact',
+           'sampled_confidence', 'mean_confidences', 'FewShotAnswerPrompt', 'make_answer_prompt', 'first_line',
+           'sample_answers', 'parse_question', 'LLMQuestionWriter', 'question_confidences', 'entity_chunks',
+           'entity_confidences']
 
 # %% ../nbs/61_confidence_scoring.ipynb #ae1ec56c
 _YES_NO = re.compile(r"^(yes|no),.*$")
@@ -68,15 +69,27 @@ def confidences(answers: Sequence[str]) -> dict[str, float]:
     return {"max_conf": float(p.max()), "neg_ent": float((p * np.log(p)).sum()), "exp_conf": float((p ** 2).sum())}
 
 
-def agrees_with_fact(answer: str, fact: str) -> bool:
-    "Whether the normalised `answer` is a non-empty run of whole words of the normalised `fact`."
-    a = normalize_answer(answer)
-    return bool(a) and f" {a} " in f" {normalize_answer(fact)} "
+FUNCTION_WORDS = frozenset(
+    "a an the in of on at to for from by with as and or is was were be been being he she it they him her his its their "
+    "this that these those i you we did does do has have had who what when where which".split())
+AGREEMENT_RULE = "every content word of the answer not in the question occurs in the fact"  # part of cache keys
 
 
-def sampled_confidence(answers: Sequence[str], fact: str) -> float:
-    "`sampled_conf`: the share of `answers` that agree with `fact` (NaN for no answers)."
-    return sum(agrees_with_fact(a, fact) for a in answers) / len(answers) if answers else float("nan")
+def content_words(text: str) -> set[str]:
+    "The words of the normalised `text` that are not function words."
+    return set(normalize_answer(text).split()) - FUNCTION_WORDS
+
+
+def agrees_with_fact(answer: str, fact: str, question: str = "") -> bool:
+    "Whether the `answer` says something and all it says (its content words not in `question`) is in `fact`."
+    said = content_words(answer) - content_words(question)
+    return bool(said) and said <= content_words(fact)
+
+
+def sampled_confidence(answers: Sequence[str], fact: str, question: str = "") -> float:
+    "`sampled_conf`: the share of `answers` to `question` that agree with `fact` (NaN for no answers)."
+    return (sum(agrees_with_fact(a, fact, question) for a in answers) / len(answers) if answers
+            else float("nan"))
 
 
 def _nanmean(values: Sequence[float]) -> float:
@@ -171,7 +184,7 @@ def question_confidences(facts: Sequence[Sequence[str]], writer, backend, answer
     samples = sample_answers(backend, [answer_prompt(q) for q in asked], n, temperature, top_p, max_new_tokens, seed)
     answers = dict(zip(asked, samples))
     scores = {q: confidences(s) for q, s in answers.items()}
-    agreement = lambda fs: [sampled_confidence(answers[question_of[f]], f) for f in fs if question_of[f]]
+    agreement = lambda fs: [sampled_confidence(answers[question_of[f]], f, question_of[f]) for f in fs if question_of[f]]
     return [{"questions": qs, **mean_confidences([scores[q] for q in qs]), "sampled_conf": _nanmean(agreement(fs))}
             for qs, fs in zip(per_response, facts)]
 

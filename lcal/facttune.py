@@ -15,8 +15,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .cli import parsed_command, pipeline_parser, source_from_world_args
-from .confidence_scoring import (AQ_CONFIDENCES, CONFIDENCES, entity_confidences, make_answer_prompt,
-                                     question_confidences)
+from .confidence_scoring import (AGREEMENT_RULE, AQ_CONFIDENCES, CONFIDENCES, entity_confidences,
+                                     make_answer_prompt, question_confidences)
 from .core import lcal_path, read_json, read_jsonl, stable_hash, with_seed, write_json
 from .dpo import DPOSettings, pair_counts, read_rewards, rewards_pairs, train_dpo, write_pair_counts, write_rewards
 from .factscore import PassageIndex, response_factscore, score_responses
@@ -209,7 +209,8 @@ def _confidence(self) -> Path:
     "Stage `confidence`: per response, its questions and their answers' confidences (confidence.json)."
     c, facts = self.config, self.factscore()
     settings = {**{k: getattr(c, k) for k in ("answers", "answer_max_new_tokens", "answer_top_p", "temperature",
-                                              "entity_scores", "backend", "seed")}, "scores": AQ_CONFIDENCES}
+                                              "entity_scores", "backend", "seed")}, "scores": AQ_CONFIDENCES,
+                "agreement": AGREEMENT_RULE}
     answer_prompt = make_answer_prompt(c.answer_prompt, self.source)
 
     def build(tmp: Path):
