@@ -1190,6 +1190,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'lcal.world_model.pretrain_world_model': ('world_model.html#pretrain_world_model', 'lcal/world_model.py'),
                                   'lcal.world_model.probe_accuracy': ('world_model.html#probe_accuracy', 'lcal/world_model.py'),
                                   'lcal.world_model.sample_biographies': ('world_model.html#sample_biographies', 'lcal/world_model.py'),
+                                  'lcal.world_model.syllable_surnames': ('world_model.html#syllable_surnames', 'lcal/world_model.py'),
                                   'lcal.world_model.torch_threads': ('world_model.html#torch_threads', 'lcal/world_model.py'),
                                   'lcal.world_model.world_command': ('world_model.html#world_command', 'lcal/world_model.py'),
                                   'lcal.world_model.world_dir': ('world_model.html#world_dir', 'lcal/world_model.py'),

@@ -58,6 +58,9 @@ class WorldConfig:
     popularity_exponent: float = 0.8
     heldout_every: int = 4
     contradiction_rate: float = 0.02
+    # > 0: a surname the corpus uses at least this often is one token, as a BPE tokenizer merges frequent names (the
+    # rest are read as syllables); 0: every surname is read as syllables
+    whole_surname_count: int = 0
     seed: int = 0
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 

@@ -24,9 +24,9 @@ from .world import (ATTRIBUTES, HEDGE_WORDS, MENTION_BUCKETS, World, build_world
 from .world_roles import summary_calibration
 
 # %% auto #0
-__all__ = ['MODEL_INFO', 'PROBE_SIZE', 'torch_threads', 'language_texts', 'world_tokenizer', 'pretrain', 'world_dir',
-           'pretrain_world_model', 'model_info', 'generate', 'sample_biographies', 'greedy_accuracy', 'probe_accuracy',
-           'agreement_table', 'name_copies', 'name_copy_rate', 'knowledge_report', 'plot_knowledge',
+__all__ = ['MODEL_INFO', 'PROBE_SIZE', 'torch_threads', 'language_texts', 'syllable_surnames', 'world_tokenizer', 'pretrain',
+           'world_dir', 'pretrain_world_model', 'model_info', 'generate', 'sample_biographies', 'greedy_accuracy',
+           'probe_accuracy', 'agreement_table', 'name_copies', 'name_copy_rate', 'knowledge_report', 'plot_knowledge',
            'wrong_person_share', 'world_command']
 
 # %% ../nbs/21_world_model.ipynb #bc8a8b18
@@ -58,11 +58,19 @@ def language_texts(world: World) -> list[str]:
     return texts + [names, values, " ".join(HEDGE_WORDS), " ".join(_MISC_WORDS), " ".join(str(i) for i in range(101))]
 
 
+def syllable_surnames(world: World) -> list[str]:
+    "The surnames the tokenizer reads as syllables: all, or those the corpus uses less than `whole_surname_count` times."
+    threshold = world.config.whole_surname_count
+    if threshold <= 0: return [e.surname for e in world.entities]
+    uses = Counter(w for doc in world.corpus for w in words(doc))
+    return [e.surname for e in world.entities if uses[e.surname] < threshold]
+
+
 def world_tokenizer(world: World):
-    "A word-level tokenizer for the corpus and the controlled language, surnames read as syllables; prepends `<bos>`."
+    "A word-level tokenizer for the corpus and the controlled language, surnames read as syllables (`syllable_surnames`)."
     from tokenizers.processors import TemplateProcessing
     tokenizer = train_tokenizer(world.corpus + language_texts(world), kind="word", vocab_size=100_000,
-                                split=[e.surname for e in world.entities], pieces=surname_pieces())
+                                split=syllable_surnames(world), pieces=surname_pieces())
     bos = tokenizer.bos_token
     tokenizer._tokenizer.post_processor = TemplateProcessing(
         single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, tokenizer.bos_token_id)])
