@@ -122,6 +122,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'lcal.backends._cache_kwarg': ('backends.html#_cache_kwarg', 'lcal/backends.py'),
                                'lcal.backends._failure_message': ('backends.html#_failure_message', 'lcal/backends.py'),
                                'lcal.backends._files_key': ('backends.html#_files_key', 'lcal/backends.py'),
+                               'lcal.backends._reserved_layer': ('backends.html#_reserved_layer', 'lcal/backends.py'),
                                'lcal.backends._stop_criterion': ('backends.html#_stop_criterion', 'lcal/backends.py'),
                                'lcal.backends.backend_class': ('backends.html#backend_class', 'lcal/backends.py'),
                                'lcal.backends.backend_scope': ('backends.html#backend_scope', 'lcal/backends.py'),

@@ -5,6 +5,7 @@
 # %% ../nbs/10_backends.ipynb #1300ab5c
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -333,17 +334,53 @@ def format_prompt(tokenizer, prompt: Prompt) -> str:
     return tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
 
 # %% ../nbs/10_backends.ipynb #b3163875
-def _stop_criterion(tokenizer, stop: Sequence[str], prompt_length: int):
-    "A stopping criterion that finishes each row whose decoded continuation contains a stop string."
+def _stop_criterion(tokenizer, stop: Sequence[str], prompt_length: int, eos_ids: set[int]):
+    """A stopping criterion that finishes each row whose decoded continuation contains a stop string. Rows that have
+    ended, by a stop string or by an end token in `eos_ids` (which `generate` ends anyway), are not decoded again."""
     import torch
     from transformers import StoppingCriteria
 
     class StopStrings(StoppingCriteria):
+        ended = None
+
         def __call__(self, input_ids, scores, **kwargs):
-            texts = tokenizer.batch_decode(input_ids[:, prompt_length:], skip_special_tokens=True)
-            return torch.tensor([any(s in t for s in stop) for t in texts], device=input_ids.device)
+            if self.ended is None:
+                self.ended = torch.zeros(len(input_ids), dtype=torch.bool, device=input_ids.device)
+                self.eos = torch.tensor(sorted(eos_ids), dtype=input_ids.dtype, device=input_ids.device)
+            self.ended |= torch.isin(input_ids[:, -1], self.eos)
+            rows = (~self.ended).nonzero().flatten().tolist()
+            texts = tokenizer.batch_decode(input_ids[rows, prompt_length:], skip_special_tokens=True)
+            for row, text in zip(rows, texts): self.ended[row] = any(s in text for s in stop)
+            return self.ended.clone()
 
     return StopStrings()
+
+
+@functools.cache
+def _reserved_layer():
+    "The `ReservedLayer` class (made on first use: transformers is imported only when generating)."
+    from transformers.cache_utils import DynamicLayer
+
+    class ReservedLayer(DynamicLayer):
+        "A `DynamicLayer` whose keys and values sit in a buffer with `room` more positions: a step copies no history."
+        def __init__(self, keys, values, room: int):
+            super().__init__()
+            shape = (*keys.shape[:2], keys.shape[2] + room)
+            self.buffers = keys.new_empty(*shape, keys.shape[3]), values.new_empty(*shape, values.shape[3])
+            for buffer, states in zip(self.buffers, (keys, values)): buffer[:, :, :keys.shape[2]] = states
+            self.keys, self.values = (b[:, :, :keys.shape[2]] for b in self.buffers)
+            self.device, self.is_initialized = keys.device, True
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            keys, values = self.buffers
+            end = self.keys.shape[2] + key_states.shape[2]
+            if end > keys.shape[2] or self.keys.data_ptr() != keys.data_ptr() or len(self.keys) != len(keys):
+                return super().update(key_states, value_states)  # out of room, or reselected: concatenate
+            keys[:, :, self.keys.shape[2]:end], values[:, :, self.keys.shape[2]:end] = key_states, value_states
+            self.keys, self.values = keys[:, :, :end], values[:, :, :end]
+            return self.keys, self.values
+
+    return ReservedLayer
 
 
 def _cache_kwarg(model) -> str:
@@ -414,14 +451,14 @@ class HFBackend(Backend):
         for i, r in enumerate(rows):
             if r: input_ids[i, width - len(r):], attention_mask[i, width - len(r):] = torch.tensor(r), 1
         input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-        cache = self._shared_prefill(input_ids, attention_mask, rows)
+        cache = self._shared_prefill(input_ids, attention_mask, rows, room=params.max_new_tokens)
         eos_ids = self._eos_ids()
         sampling = dict(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k) \
             if params.temperature > 0 else dict(do_sample=False, temperature=None, top_p=None, top_k=None)
         out = self.model.generate(
             input_ids=input_ids, attention_mask=attention_mask, **sampling, **{_cache_kwarg(self.model): cache},
             max_new_tokens=params.max_new_tokens, pad_token_id=tok.pad_token_id, eos_token_id=sorted(eos_ids),
-            stopping_criteria=[_stop_criterion(tok, params.stop, width)] if params.stop else None,
+            stopping_criteria=[_stop_criterion(tok, params.stop, width, eos_ids)] if params.stop else None,
             return_dict_in_generate=True, output_logits=params.logprobs)
         generated = out.sequences[:, width:].cpu()
         logprobs = None
@@ -438,10 +475,12 @@ class HFBackend(Backend):
                 model=self.model_name, finish_reason="stop" if hit_eos or hit_stop else "length"))
         return completions
 
-    def _shared_prefill(self, input_ids, attention_mask, rows: list[list[int]]):
-        "A KV cache of every row's prompt but its last token, computed once per distinct prompt; None if no repeats."
+    def _shared_prefill(self, input_ids, attention_mask, rows: list[list[int]], room: int):
+        """A KV cache of every row's prompt but its last token, computed once per distinct prompt, with `room` more
+        positions reserved; None if no repeats."""
         import torch
         from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer
         distinct: dict[tuple, int] = {}
         index = [distinct.setdefault(tuple(r), len(distinct)) for r in rows]
         if len(distinct) == len(rows) or input_ids.shape[1] < 2 or \
@@ -452,7 +491,10 @@ class HFBackend(Backend):
         with torch.no_grad():
             self.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
                        use_cache=True, **{_cache_kwarg(self.model): cache})
-        cache.batch_select_indices(torch.tensor(index, device=input_ids.device))
+        select, reserved = torch.tensor(index, device=input_ids.device), _reserved_layer()
+        for k, layer in enumerate(cache.layers):
+            if type(layer) is DynamicLayer: cache.layers[k] = reserved(layer.keys[select], layer.values[select], room)
+            else: layer.batch_select_indices(select)
         return cache
 
     def _eos_ids(self) -> set[int]:
