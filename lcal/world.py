@@ -18,9 +18,9 @@ from .core import stable_hash
 
 # %% auto #0
 __all__ = ['WORLD_FORMAT', 'PRESETS', 'ATTRIBUTES', 'FIRST_NAMES', 'OCCUPATIONS', 'YEARS', 'MENTION_BUCKETS', 'HEDGE_WORDS',
-           'PROMPT', 'DIRECTORY', 'PretrainConfig', 'WorldConfig', 'world_config', 'surname_pieces', 'Entity',
-           'Question', 'Passage', 'Statement', 'mention_bucket', 'ConfidenceLexicon', 'words', 'with_article', 'World',
-           'sentences', 'build_world']
+           'PROMPT', 'DIRECTORY', 'PretrainConfig', 'WorldConfig', 'world_config', 'surname_pieces', 'first_syllable',
+           'Entity', 'Question', 'Passage', 'Statement', 'mention_bucket', 'ConfidenceLexicon', 'words', 'with_article',
+           'World', 'sentences', 'build_world']
 
 # %% ../nbs/20_world.ipynb #d71cef8a
 WORLD_FORMAT = 4  # bump when world generation or pretraining changes, so cached models are rebuilt
@@ -58,9 +58,10 @@ class WorldConfig:
     popularity_exponent: float = 0.8
     heldout_every: int = 4
     contradiction_rate: float = 0.02
-    # > 0: a surname the corpus uses at least this often is one token, as a BPE tokenizer merges frequent names (the
-    # rest are read as syllables); 0: every surname is read as syllables
-    whole_surname_count: int = 0
+    # > 0: a surname the corpus uses at least this often is read as two pieces, its first syllable and one piece for
+    # the rest, as a BPE tokenizer merges frequent names; rarer ones stay three syllables, and no two surnames end
+    # in the same two syllables (so a merged piece never spells part of a rarer name). 0: every surname in syllables
+    merged_surname_count: int = 0
     seed: int = 0
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
@@ -69,10 +70,14 @@ class WorldConfig:
         return stable_hash([WORLD_FORMAT, self])
 
 
+# the demo world: the 2 cores of this machine class; pretrained until 30% of the facts seen once or twice are known,
+# then annealed (which brings that to about 75%), at most 1200 steps
+_DEMO_WORLD = WorldConfig(pretrain=PretrainConfig(threads=2, steps=1200, knowledge_target=0.3, check_every=25))
 PRESETS = {
-    # the demo world: the 2 cores of this machine class; pretrained until 30% of the facts seen once or twice are
-    # known, then annealed (which brings that to about 75%), at most 1200 steps
-    "default": WorldConfig(pretrain=PretrainConfig(threads=2, steps=1200, knowledge_target=0.3, check_every=25)),
+    "default": _DEMO_WORLD,
+    # the demo world with frequent surnames merged (`merged_surname_count`): the names of people mentioned three or
+    # more times (the corpus uses them at least 9 times; those mentioned once or twice, 3 to 8 times) read as two pieces
+    "merged": replace(_DEMO_WORLD, merged_surname_count=9),
     "tiny": WorldConfig(n_entities=100, popularity_scale=40.0,
                         pretrain=PretrainConfig(hidden_size=128, num_layers=2, num_heads=4, intermediate_size=512,
                                                 batch_size=16, steps=250, warmup_steps=20, lr=3e-3)),
@@ -80,7 +85,7 @@ PRESETS = {
 
 
 def world_config(size: str | WorldConfig = "default", **overrides) -> WorldConfig:
-    "A preset by name (`tiny`, `default`) or a given config, with field overrides (e.g. `seed=1`)."
+    "A preset by name (`tiny`, `default`, `merged`) or a given config, with field overrides (e.g. `seed=1`)."
     if isinstance(size, WorldConfig): config = size
     elif size in PRESETS: config = PRESETS[size]
     else: raise ValueError(f"unknown world size {size!r}; choose from {', '.join(PRESETS)}")
@@ -111,17 +116,19 @@ _CITY_ENDINGS = ("ath", "mere", "holt", "wick", "grad", "ona", "ula", "stad")
 _EMPLOYER_ENDINGS = ("ex", "ium", "ora", "tek", "ix", "on", "ica", "co")
 
 
-def _invent(rng: np.random.Generator, kind: str, n: int, taken: set) -> list[str]:
-    "`n` distinct invented capitalised words of a kind, avoiding `taken` (updated in place)."
+def _invent(rng: np.random.Generator, kind: str, n: int, taken: set, unique_rests: bool = False) -> list[str]:
+    "`n` distinct invented capitalised words of a kind, avoiding `taken` (updated in place); `unique_rests`: no two share all but their first syllable."
     syllables = _SYLLABLES[kind]
     ending = {"surname": None, "city": _CITY_ENDINGS, "employer": _EMPLOYER_ENDINGS}[kind]
-    out = []
+    out, rests = [], set()
     while len(out) < n:
         parts = [syllables[i] for i in rng.integers(len(syllables), size=3 if kind == "surname" else 1)]
         if ending: parts.append(ending[rng.integers(len(ending))])
-        word = "".join(parts).capitalize()
-        if word not in taken and not (kind == "surname" and any(word.startswith(t) for t in taken)):
+        word, rest = "".join(parts).capitalize(), "".join(parts[1:])
+        fresh_rest = not unique_rests or rest not in rests
+        if word not in taken and fresh_rest and not (kind == "surname" and any(word.startswith(t) for t in taken)):
             taken.add(word)
+            rests.add(rest)
             out.append(word)
     return out
 
@@ -132,7 +139,7 @@ def surname_pieces() -> list[str]:
     return [s.capitalize() for s in syllables] + ["##" + s for s in syllables]
 
 # %% ../nbs/20_world.ipynb #d999e91a
-def _first_syllable(surname: str) -> str:
+def first_syllable(surname: str) -> str:
     "The first syllable of an invented surname (no syllable is a prefix of another, so the longest match is it)."
     return max((s for s in _SYLLABLES["surname"] if surname.lower().startswith(s)), key=len)
 
@@ -141,7 +148,7 @@ def _first_names(rng: np.random.Generator, surnames: list[str]) -> list[str]:
     "A first name per surname, such that no first name goes with two surnames of the same first syllable."
     used, out = set(), []
     for surname in surnames:
-        syllable = _first_syllable(surname)
+        syllable = first_syllable(surname)
         free = [f for f in FIRST_NAMES if (f, syllable) not in used]
         if not free: raise ValueError(f"more than {len(FIRST_NAMES)} surnames start with {syllable!r}: too many entities "
                                       f"for unique (first name, first syllable) pairs")
@@ -523,7 +530,7 @@ def build_world(config: str | WorldConfig = "default", **overrides) -> World:
     taken = set(FIRST_NAMES) | set(OCCUPATIONS)
     values = {"birth_city": tuple(_invent(rng, "city", 40, taken)), "birth_year": YEARS,
               "occupation": tuple(OCCUPATIONS), "employer": tuple(_invent(rng, "employer", 30, taken))}
-    surnames = _invent(rng, "surname", config.n_entities, taken)
+    surnames = _invent(rng, "surname", config.n_entities, taken, unique_rests=config.merged_surname_count > 0)
     firsts = _first_names(rng, surnames)
     ranks = np.arange(1, config.n_entities + 1)
     mentions = rng.poisson(config.popularity_scale * ranks ** -config.popularity_exponent)

@@ -20,11 +20,11 @@ from .core import get_logger, lcal_path, progress, read_json, seed_everything, t
 from .stages import STAGE_FILE, run_stage
 from .tiny import TinyModelConfig, build_tiny_model, count_parameters, train_tokenizer
 from .world import (ATTRIBUTES, HEDGE_WORDS, MENTION_BUCKETS, World, build_world, mention_bucket, sentences,
-                        surname_pieces, words)
+                        first_syllable, surname_pieces, words)
 from .world_roles import summary_calibration
 
 # %% auto #0
-__all__ = ['MODEL_INFO', 'PROBE_SIZE', 'torch_threads', 'language_texts', 'syllable_surnames', 'world_tokenizer', 'pretrain',
+__all__ = ['MODEL_INFO', 'PROBE_SIZE', 'torch_threads', 'language_texts', 'merged_surname_pieces', 'world_tokenizer', 'pretrain',
            'world_dir', 'pretrain_world_model', 'model_info', 'generate', 'sample_biographies', 'greedy_accuracy',
            'probe_accuracy', 'agreement_table', 'name_copies', 'name_copy_rate', 'knowledge_report', 'plot_knowledge',
            'wrong_person_share', 'world_command']
@@ -58,19 +58,21 @@ def language_texts(world: World) -> list[str]:
     return texts + [names, values, " ".join(HEDGE_WORDS), " ".join(_MISC_WORDS), " ".join(str(i) for i in range(101))]
 
 
-def syllable_surnames(world: World) -> list[str]:
-    "The surnames the tokenizer reads as syllables: all, or those the corpus uses less than `whole_surname_count` times."
-    threshold = world.config.whole_surname_count
-    if threshold <= 0: return [e.surname for e in world.entities]
+def merged_surname_pieces(world: World) -> list[str]:
+    """The pieces `##rest` spelling all but the first syllable of each surname the corpus uses at least
+    `merged_surname_count` times, so that it reads as two pieces as BPE merges frequent words (none if 0)."""
+    threshold = world.config.merged_surname_count
+    if threshold <= 0: return []
     uses = Counter(w for doc in world.corpus for w in words(doc))
-    return [e.surname for e in world.entities if uses[e.surname] < threshold]
+    return sorted({"##" + e.surname[len(first_syllable(e.surname)):] for e in world.entities if uses[e.surname] >= threshold})
 
 
 def world_tokenizer(world: World):
-    "A word-level tokenizer for the corpus and the controlled language, surnames read as syllables (`syllable_surnames`)."
+    "A word-level tokenizer for the corpus and the controlled language, surnames read as syllables (frequent ones merged)."
     from tokenizers.processors import TemplateProcessing
     tokenizer = train_tokenizer(world.corpus + language_texts(world), kind="word", vocab_size=100_000,
-                                split=syllable_surnames(world), pieces=surname_pieces())
+                                split=[e.surname for e in world.entities],
+                                pieces=surname_pieces() + merged_surname_pieces(world))
     bos = tokenizer.bos_token
     tokenizer._tokenizer.post_processor = TemplateProcessing(
         single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, tokenizer.bos_token_id)])
