@@ -117,7 +117,8 @@ _EMPLOYER_ENDINGS = ("ex", "ium", "ora", "tek", "ix", "on", "ica", "co")
 
 
 def _invent(rng: np.random.Generator, kind: str, n: int, taken: set, unique_rests: bool = False) -> list[str]:
-    "`n` distinct invented capitalised words of a kind, avoiding `taken` (updated in place); `unique_rests`: no two share all but their first syllable."
+    """`n` distinct invented capitalised words of a kind, avoiding `taken` (updated in place); with `unique_rests`, no
+    two of them share all but their first syllable."""
     syllables = _SYLLABLES[kind]
     ending = {"surname": None, "city": _CITY_ENDINGS, "employer": _EMPLOYER_ENDINGS}[kind]
     out, rests = [], set()
@@ -125,10 +126,9 @@ def _invent(rng: np.random.Generator, kind: str, n: int, taken: set, unique_rest
         parts = [syllables[i] for i in rng.integers(len(syllables), size=3 if kind == "surname" else 1)]
         if ending: parts.append(ending[rng.integers(len(ending))])
         word, rest = "".join(parts).capitalize(), "".join(parts[1:])
-        fresh_rest = not unique_rests or rest not in rests
-        if word not in taken and fresh_rest and not (kind == "surname" and any(word.startswith(t) for t in taken)):
+        if word not in taken and rest not in rests and not (kind == "surname" and any(word.startswith(t) for t in taken)):
             taken.add(word)
-            rests.add(rest)
+            if unique_rests: rests.add(rest)
             out.append(word)
     return out
 
