@@ -929,6 +929,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                          'lcal.rl.clearly_above': ('rl.html#clearly_above', 'lcal/rl.py'),
                          'lcal.rl.curve_row': ('rl.html#curve_row', 'lcal/rl.py'),
                          'lcal.rl.divergence': ('rl.html#divergence', 'lcal/rl.py'),
+                         'lcal.rl.heldout_measurement': ('rl.html#heldout_measurement', 'lcal/rl.py'),
                          'lcal.rl.heldout_value': ('rl.html#heldout_value', 'lcal/rl.py'),
                          'lcal.rl.plot_reward_curves': ('rl.html#plot_reward_curves', 'lcal/rl.py'),
                          'lcal.rl.preserved_rng': ('rl.html#preserved_rng', 'lcal/rl.py'),

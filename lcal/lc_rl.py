@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .rl import RLSettings, train_policy
+from .rl import HELDOUT_RULE, RLSettings, train_policy
 from .rolesets import role_spec
 from .sources import Query
 
@@ -97,6 +97,7 @@ def rl_stage(p, method: str, init: str, reward: str) -> Path:
     settings = {"rl": s, "reward": p.config.lc_reward if reward == "lc" else None, "marks": p.config.reader.marks_answers}
     if heldout:  # the monitor's settings are in `s`; its judges are these
         settings["heldout_roles"] = {name: role_spec(getattr(roles, name)) for name in HELDOUT_ROLES[reward]}
+        settings["heldout_rule"] = HELDOUT_RULE
     inputs = {"init": start, "source": p.source.key(), **{name: m for name, m in zip(RL_REWARDS[reward], models)}}
     return p.stage(rl_stage_name(method, s.algorithm), settings, build, inputs)
 

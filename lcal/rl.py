@@ -18,9 +18,10 @@ from typing import Callable, Optional, Sequence
 from .core import get_logger, process_rank, read_json, read_jsonl, write_json, write_jsonl
 
 # %% auto #0
-__all__ = ['ALGORITHMS', 'CURVE_KEYS', 'RLSettings', 'PolicyLoRA', 'trainer_config', 'curve_row', 'read_reward_curve',
-           'heldout_value', 'training_level', 'clearly_above', 'divergence', 'preserved_rng', 'HeldoutWatch',
-           'batch_step', 'trl_callback', 'train_policy', 'read_heldout', 'plot_reward_curves']
+__all__ = ['ALGORITHMS', 'CURVE_KEYS', 'HELDOUT_RULE', 'RLSettings', 'PolicyLoRA', 'trainer_config', 'curve_row',
+           'read_reward_curve', 'heldout_value', 'training_level', 'heldout_measurement', 'clearly_above', 'divergence',
+           'preserved_rng', 'HeldoutWatch', 'batch_step', 'trl_callback', 'train_policy', 'read_heldout',
+           'plot_reward_curves']
 
 # %% ../nbs/47_rl.ipynb #4d9ac183
 ALGORITHMS = ("ppo", "grpo", "rloo")
@@ -129,15 +130,29 @@ def training_level(rewards: dict[int, float], step: int, every: int) -> float | 
     return sum(values) / len(values) if values else None
 
 
+def heldout_measurement(step: int, result) -> dict:
+    "A measurement row `{step, heldout_reward, stderr}` from a monitor's result, with its per-item `scores` if it has them."
+    value, stderr = heldout_value(result)
+    row = {"step": step, "heldout_reward": value, "stderr": stderr}
+    if not isinstance(result, Real): row["scores"] = [float(x) for x in result]
+    return row
+
+
+HELDOUT_RULE = "paired"  # how the watch compares measurements (see above); RL stages keep it in their key
+
+
 def clearly_above(a: dict, b: dict, z: float = 2.0) -> bool:
-    "Whether measurement `a`'s held-out reward exceeds `b`'s by more than `z` standard errors of their difference."
-    return a["heldout_reward"] - b["heldout_reward"] > z * math.hypot(a.get("stderr") or 0.0, b.get("stderr") or 0.0)
+    """Whether measurement `a`'s held-out reward exceeds `b`'s by more than `z` standard errors of their difference:
+    paired over the items when both carry `scores` of as many items, else as independent measurements."""
+    diff, xs, ys = a["heldout_reward"] - b["heldout_reward"], a.get("scores"), b.get("scores")
+    if xs and ys and len(xs) == len(ys): return diff > z * heldout_value([x - y for x, y in zip(xs, ys)])[1]
+    return diff > z * math.hypot(a.get("stderr") or 0.0, b.get("stderr") or 0.0)
 
 
 def divergence(heldout: Sequence[dict], rewards: dict[int, float] | Sequence[dict], window: int = 3,
                every: int = 10, z: float = 2.0) -> dict | None:
     """The first measurement where the held-out reward has fallen for `window` measurements while the training reward
-    rose (see the rule above), or None. `heldout`: rows `{"step", "heldout_reward", "stderr" (optional)}` in step order;
+    rose (see the rule above), or None. `heldout`: rows `{"step", "heldout_reward", "stderr", "scores"}` (the last two optional);
     `rewards`: `{step: training reward}` or curve rows. Measurements whose training batches are not all in yet wait."""
     if not isinstance(rewards, dict): rewards = {row["step"]: row["reward"] for row in rewards}
     for b in range(window, len(heldout)):
@@ -168,7 +183,7 @@ class HeldoutWatch:
     "A run's held-out measurements: when to measure, the best policy's weights, the divergence warning, the summary."
     def __init__(self, monitor: Callable, settings: RLSettings):
         self.monitor, self.settings = monitor, settings
-        self.measurements: list[dict] = []      # {"step", "heldout_reward", "stderr"}
+        self.measurements: list[dict] = []      # `heldout_measurement` rows
         self.rewards: dict[int, float] = {}     # training reward per batch of rollouts
         self.best: dict | None = None           # the best measurement
         self.best_state: dict | None = None     # its policy's weights (on the CPU), with keep_best
@@ -199,8 +214,8 @@ class HeldoutWatch:
         if state.num_processes > 1:
             from accelerate.utils import broadcast_object_list
             result = broadcast_object_list([result])[0]
-        value, stderr = heldout_value(result)
-        self.measurements.append({"step": step, "heldout_reward": value, "stderr": stderr})
+        self.measurements.append(heldout_measurement(step, result))
+        value, stderr = self.measurements[-1]["heldout_reward"], self.measurements[-1]["stderr"]
         self.log.info("held-out reward %.4f (± %.4f) at step %d", value, stderr, step)
         if self.best is None or value >= self.best["heldout_reward"]:
             self.best = self.measurements[-1]
