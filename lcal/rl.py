@@ -138,7 +138,7 @@ def heldout_measurement(step: int, result) -> dict:
     return row
 
 
-HELDOUT_RULE = "paired"  # how the watch compares measurements (see above); RL stages keep it in their key
+HELDOUT_RULE = "paired, from any earlier measurement"  # how the watch compares measurements (see above); RL stages keep it in their key
 
 
 def clearly_above(a: dict, b: dict, z: float = 2.0) -> bool:
@@ -151,18 +151,23 @@ def clearly_above(a: dict, b: dict, z: float = 2.0) -> bool:
 
 def divergence(heldout: Sequence[dict], rewards: dict[int, float] | Sequence[dict], window: int = 3,
                every: int = 10, z: float = 2.0) -> dict | None:
-    """The first measurement where the held-out reward has fallen for `window` measurements while the training reward
-    rose (see the rule above), or None. `heldout`: rows `{"step", "heldout_reward", "stderr", "scores"}` (the last two optional);
-    `rewards`: `{step: training reward}` or curve rows. Measurements whose training batches are not all in yet wait."""
+    """The first measurement where the held-out reward has fallen for at least `window` measurements while the
+    training reward rose (see the rule above), or None. `heldout`: rows `{"step", "heldout_reward"}` in step order,
+    with optional `stderr` and `scores`; `rewards`: `{step: training reward}` or curve rows. Measurements whose
+    training batches are not all in yet wait."""
     if not isinstance(rewards, dict): rewards = {row["step"]: row["reward"] for row in rewards}
     for b in range(window, len(heldout)):
-        then, now = heldout[b - window], heldout[b]
+        now = heldout[b]
         if now["step"] and now["step"] not in rewards: break
-        h0, h1 = then["heldout_reward"], now["heldout_reward"]
-        fell = all(m["heldout_reward"] < h0 for m in heldout[b - window + 1:b + 1]) and clearly_above(then, now, z)
-        r0, r1 = training_level(rewards, then["step"], every), training_level(rewards, now["step"], every)
-        if fell and r0 is not None and r1 is not None and r1 > r0:
-            return {"from_step": then["step"], "step": now["step"], "heldout": [h0, h1], "train": [r0, r1]}
+        r1 = training_level(rewards, now["step"], every)
+        for a in range(b - window + 1):
+            then, h0 = heldout[a], heldout[a]["heldout_reward"]
+            if not (all(m["heldout_reward"] < h0 for m in heldout[a + 1:b + 1])
+                    and clearly_above(then, now, z)): continue
+            r0 = training_level(rewards, then["step"], every)
+            if r0 is not None and r1 is not None and r1 > r0:
+                return {"from_step": then["step"], "step": now["step"], "heldout": [h0, now["heldout_reward"]],
+                        "train": [r0, r1]}
     return None
 
 # %% ../nbs/47_rl.ipynb #a828752c
