@@ -19,7 +19,7 @@ echo "== nbdev-test"
 nbdev-test --n-workers 2 --timing || fail "notebook tests failed"
 
 echo "== pytest"
-python -m pytest tests -q
+python -m pytest tests -q --durations=15
 rc=$?
 [ $rc -eq 5 ] && { echo "pytest collected no tests"; rc=0; }
 [ $rc -eq 0 ] || fail "pytest failed (exit $rc)"
