@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .core import read_jsonl, write_json
 from .lc import LCConfig, LCPipeline
-from .lc_rl import reader_audit
+from .lc_rl import hedge_audit, reader_audit
 from .lc_results import paper_claims, results_table, write_report
 from .world_source import WorldSource
 
@@ -36,7 +36,7 @@ def run_demo(out_dir: str | Path = DEMO_OUT, config: LCConfig | None = None, run
     results = write_report(pipeline, records, time.perf_counter() - start + reused, out_dir, prefix="lc_world",
                            title="LC on the simulated world", n_resamples=n_resamples)
     results["wrong_person_claims"] = {m: wrong_person_claims(source, pipeline.evaluate(m)) for m in records}
-    if "lc_sft" in records: results["reader_audit"] = reader_audit(pipeline)
+    if "lc_sft" in records: results["reader_audit"], results["hedge_audit"] = reader_audit(pipeline), hedge_audit(pipeline)
     write_json(Path(out_dir) / "results.json", results)
     return {**results, "reused_seconds": reused}
 
@@ -77,6 +77,13 @@ def demo_command(argv: list[str]) -> int:
         gamed = [kind for kind, reward in audit.items() if kind != "lc_sft" and reward >= audit["lc_sft"]]
         print(f"{'FAIL' if gamed else 'PASS'}  the surrogate reader scores degenerate paragraphs below LC SFT's "
               f"({', '.join(f'{k} {v:.2f}' for k, v in audit.items())})")
+    hedges = results.get("hedge_audit")
+    if hedges and hedges["paragraphs"]:
+        change = {name: hedges[name]["plain"] - hedges[name]["written"] for name in ("surrogate", "evaluation")}
+        agree = (change["surrogate"] < 0) == (change["evaluation"] < 0)
+        print(f"{'PASS' if agree else 'FAIL'}  stating LC SFT's hedged paragraphs plainly moves the surrogate reader's "
+              f"reward as the evaluation reader's ({change['surrogate']:+.2f} against {change['evaluation']:+.2f}, "
+              f"{hedges['paragraphs']} paragraphs)")
     print("claims about someone other than the queried person: " +
           ", ".join(f"{m} {share:.1%}" for m, share in results["wrong_person_claims"].items()))
     print(f"total {results['seconds']:.0f} s, {results['reused_seconds']:.0f} s of it reused from finished stages; "

@@ -17,8 +17,8 @@ from .sft import SFTSettings
 from .sources import Query
 
 # %% auto #0
-__all__ = ['DEGENERATIONS', 'READER_INIT', 'reader_rows', 'degenerate', 'degenerate_rows', 'summary_pairs', 'forecast_label_rows',
-           'correctness_label_rows', 'ReaderSettings', 'reader_data_stage', 'reader_model_stage']
+__all__ = ['DEGENERATIONS', 'READER_INIT', 'reader_rows', 'degenerate', 'degenerate_rows', 'summary_pairs', 'restated_rows',
+           'forecast_label_rows', 'correctness_label_rows', 'ReaderSettings', 'reader_data_stage', 'reader_model_stage']
 
 # %% ../nbs/53_lc_reader.ipynb #7087ac86
 def reader_rows(queries: Sequence[Query], lc_paragraphs: Sequence[str], fact_paragraphs: Sequence[str],
@@ -96,6 +96,20 @@ def summary_pairs(queries: Sequence[Query], paragraph_file: Path) -> tuple[list[
     kept = [q for q in queries if q.query_id in first]
     return kept, [first[q.query_id] for q in kept]
 
+# %% ../nbs/53_lc_reader.ipynb #ac3a1ea6
+def restated_rows(queries: Sequence[Query], lc_paragraphs: Sequence[str], fact_paragraphs: Sequence[str], n: int,
+                  restater, seed: int = 0) -> list[tuple[str, list, list, list]]:
+    "`(level, queries, lc paragraphs, fact paragraphs)` per restater level: `n` random pairs restated (failures dropped)."
+    import random
+    picks = random.Random(seed).sample(range(len(queries)), min(n, len(queries)))
+    out = []
+    for level in restater.levels:
+        lcs = restater.restate([lc_paragraphs[i] for i in picks], level)
+        facts = restater.restate([fact_paragraphs[i] for i in picks], level)
+        kept = [(i, a, b) for i, a, b in zip(picks, lcs, facts) if a is not None and b is not None]
+        out.append((level, [queries[i] for i, _, _ in kept], [a for _, a, _ in kept], [b for _, _, b in kept]))
+    return out
+
 # %% ../nbs/53_lc_reader.ipynb #22c2bf0a
 def forecast_label_rows(rows: Sequence[dict]) -> list[dict]:
     "ForecastProbs rows (`{question_id, question, paragraph, answer, label}`) from reader rows."
@@ -126,6 +140,7 @@ class ReaderSettings:
     heldout_every: int = 20  # one question in this many measures each scalar model's fit
     degenerate_share: float = 0.5  # extra rows of degenerate paragraphs (`DEGENERATIONS`), as a share of the rows
     summaries: bool = False  # also read the summaries LC SFT learned from (see below)
+    restated_share: float = 0.5  # extra rows of paragraphs restated at each confidence level (`restated_rows`)
     seed: int = 0
 
 # %% ../nbs/53_lc_reader.ipynb #df84cc29
@@ -134,7 +149,8 @@ def reader_data_stage(p) -> Path:
     s = p.config.reader
     lc, fact = p.run("lc_sft"), p.run("factuality_sft")
     summaries = p.run("summaries") if s.summaries else None
-    roles = p.roles.need("extractor", "forecaster", "judge")
+    used = ("extractor", "forecaster", "judge", *(["restater"] if s.restated_share else []))
+    roles = p.roles.need(*used)
     def build(d: Path):
         given = p.source.given("reward_model_training")
         if given is not None:
@@ -152,6 +168,10 @@ def reader_data_stage(p) -> Path:
             extra = degenerate_rows(pairs, lc_flat, fact_flat, round(s.degenerate_share * len(pairs)), s.seed)
             rows += [{**r, "degenerate": kind} for kind, qs, lcs, facts in extra
                      for r in reader_rows(qs, lcs, facts, roles.extractor, roles.forecaster, roles.judge)]
+            if s.restated_share:
+                extra = restated_rows(pairs, lc_flat, fact_flat, round(s.restated_share * len(pairs)), roles.restater, s.seed)
+                rows += [{**r, "restated": level} for level, qs, lcs, facts in extra
+                         for r in reader_rows(qs, lcs, facts, roles.extractor, roles.forecaster, roles.judge)]
             if summaries is not None:
                 summary_queries, summary_paragraphs = summary_pairs(p.source.queries("sft"), summaries / "paragraphs.jsonl")
                 rows += [{**r, "summary": True} for r in reader_rows(summary_queries, summary_paragraphs, summary_paragraphs,
@@ -160,8 +180,8 @@ def reader_data_stage(p) -> Path:
     settings = {k: getattr(s, k) for k in ("paragraphs", "temperature", "max_new_tokens", "seed", "degenerate_share")}
     inputs = {"lc_sft": lc, "factuality_sft": fact, "source": p.source.key()}
     if summaries is not None: settings, inputs = {**settings, "summaries": True}, {**inputs, "summaries": summaries}
-    return p.stage("reader_data", {**settings, "roles": {n: role_spec(getattr(roles, n)) for n in ("extractor", "forecaster", "judge")}}, build,
-                   inputs)
+    if s.restated_share: settings["restated_share"] = s.restated_share
+    return p.stage("reader_data", {**settings, "roles": {n: role_spec(getattr(roles, n)) for n in used}}, build, inputs)
 
 
 READER_INIT = {"extractor": None, "forecaster": "lc_sft", "factuality_rm": "factuality_sft"}
@@ -175,7 +195,8 @@ def reader_model_stage(p, name: str) -> Path:
     data = p.run("reader_data")
     init = p.run(READER_INIT[name]) / "model" if READER_INIT[name] else None
     def build(d: Path):
-        rows = read_jsonl(data / "reward_model_training.jsonl")
+        rows = [r for r in read_jsonl(data / "reward_model_training.jsonl")  # restated rows teach the forecaster only
+                if name == "forecaster" or "restated" not in r]
         if name == "extractor":
             import pandas as pd
             from lcal.sft import train_sft

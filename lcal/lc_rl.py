@@ -16,7 +16,7 @@ from .sources import Query
 # %% auto #0
 __all__ = ['RL_REWARDS', 'HELDOUT_ROLES', 'ParagraphReward', 'rl_rows', 'factuality_scorer', 'lc_scorer', 'LCRewardSettings',
            'reward_function', 'rl_stage_name', 'rl_stage', 'judged_correct_scorer', 'heldout_split', 'heldout_scorer',
-           'heldout_monitor', 'reader_audit']
+           'heldout_monitor', 'reader_audit', 'hedge_audit']
 
 # %% ../nbs/54_lc_rl.ipynb #de8eb8c2
 class ParagraphReward:
@@ -143,21 +143,43 @@ def heldout_monitor(queries: Sequence[Query], score: Callable, settings: RLSetti
     return monitor
 
 # %% ../nbs/54_lc_rl.ipynb #f5ec04e9
+def _held_out_paragraphs(p, method: str, n: int) -> tuple[list[Query], list[str]]:
+    "The queries and first-sample paragraphs of `method`'s evaluation, for up to `n` queries."
+    from lcal.core import read_jsonl
+    queries = {q.query_id: q for q in p.source.queries("eval")}
+    rows = [r for r in read_jsonl(p.evaluate(method) / "paragraphs.jsonl") if r["sample"] == 0][:n]
+    return [queries[r["query_id"]] for r in rows], [r["paragraph"] for r in rows]
+
+
+def _mean_reward(reward: ParagraphReward, asked: Sequence[Query], paragraphs: Sequence[str]) -> float:
+    scores = reward([q.prompt for q in asked], list(paragraphs), [[x.question for x in q.questions] for q in asked],
+                    [[x.answer for x in q.questions] for q in asked])
+    return round(float(sum(scores) / max(len(scores), 1)), 4)
+
+
 def reader_audit(p, method: str = "lc_sft", n: int = 100, seed: int = 0) -> dict:
     "Mean LC reward of `method`'s held-out paragraphs (key `method`) and of degenerate versions of them (one key per kind)."
     import random
-    from lcal.core import read_jsonl
     from lcal.lc_reader import DEGENERATIONS, degenerate
-    queries = {q.query_id: q for q in p.source.queries("eval")}
-    rows = [r for r in read_jsonl(p.evaluate(method) / "paragraphs.jsonl") if r["sample"] == 0][:n]
-    asked = [queries[r["query_id"]] for r in rows]
-    reward = reward_function(p, "lc", [p.run(name) for name in RL_REWARDS["lc"]])
-    def mean_reward(paragraphs: list[str]) -> float:
-        scores = reward([q.prompt for q in asked], paragraphs, [[x.question for x in q.questions] for q in asked],
-                        [[x.answer for x in q.questions] for q in asked])
-        return round(float(sum(scores) / max(len(scores), 1)), 4)
-    paragraphs, rng = [r["paragraph"] for r in rows], random.Random(seed)
+    asked, paragraphs = _held_out_paragraphs(p, method, n)
+    reward, rng = reward_function(p, "lc", [p.run(name) for name in RL_REWARDS["lc"]]), random.Random(seed)
     others = paragraphs[1:] + paragraphs[:1]  # "another query's paragraph": the next one
-    out = {method: mean_reward(paragraphs)}
-    for kind in DEGENERATIONS: out[kind] = mean_reward([degenerate(z, o, kind, rng) for z, o in zip(paragraphs, others)])
+    out = {method: _mean_reward(reward, asked, paragraphs)}
+    for kind in DEGENERATIONS:
+        out[kind] = _mean_reward(reward, asked, [degenerate(z, o, kind, rng) for z, o in zip(paragraphs, others)])
     return out
+
+# %% ../nbs/54_lc_rl.ipynb #72c5ac94
+def hedge_audit(p, method: str = "lc_sft", n: int = 300) -> dict:
+    """Mean LC reward by the surrogate and by the evaluation reader of `method`'s held-out paragraphs that hedge (of the
+    first `n`), as written and restated plainly: `{paragraphs, surrogate: {written, plain}, evaluation: {...}}`."""
+    restater = p.roles.need("restater").restater
+    asked, written = _held_out_paragraphs(p, method, n)
+    plain = restater.restate(written, "plain")
+    kept = [i for i, (a, b) in enumerate(zip(written, plain)) if b is not None and b != a]
+    asked, written, plain = [asked[i] for i in kept], [written[i] for i in kept], [plain[i] for i in kept]
+    readers = {"surrogate": reward_function(p, "lc", [p.run(name) for name in RL_REWARDS["lc"]]),
+               "evaluation": ParagraphReward(heldout_scorer(p, "lc"), "evaluation_lc_reward")}
+    return {"paragraphs": len(kept), **{name: {"written": _mean_reward(reward, asked, written),
+                                               "plain": _mean_reward(reward, asked, plain)}
+                                        for name, reward in readers.items()}}

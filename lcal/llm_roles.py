@@ -14,15 +14,16 @@ from typing import Callable, Sequence
 from .backends import Backend, SamplingParams, get_backend
 from .core import stable_hash
 from .prompts import (CHECK_EQUIVALENCE, DECOMPOSE_CLAIMS, EXTRACT_ANSWERS, FORECAST_PROBABILITY,
-                          SUMMARIZE_SAMPLES, VERIFY_CLAIM, PromptTemplate, format_drafts, format_equivalence_items,
-                          parse_answers, parse_claims, parse_probability, parse_summary, parse_support, parse_verdicts,
-                          strings_in)
-from .roles import (AnswerExtractor, Claim, ClaimDecomposer, ClaimVerifier, EquivalenceJudge,
-                        ProbabilityForecaster, Summarizer)
+                          RESTATE_CONFIDENCE, RESTATE_INSTRUCTIONS, SUMMARIZE_SAMPLES, VERIFY_CLAIM, PromptTemplate,
+                          format_drafts, format_equivalence_items, parse_answers, parse_claims, parse_probability,
+                          parse_summary, parse_support, parse_verdicts, strings_in)
+from .roles import (AnswerExtractor, Claim, ClaimDecomposer, ClaimVerifier, ConfidenceRestater,
+                        EquivalenceJudge, ProbabilityForecaster, Summarizer)
 
 # %% auto #0
 __all__ = ['JUDGE_PARAMS', 'SUMMARY_PARAMS', 'LLMJudge', 'LLMAnswerExtractor', 'LLMForecaster', 'LLMEquivalenceJudge',
-           'LLMSummarizer', 'LLMClaimDecomposer', 'LLMClaimVerifier', 'BM25', 'EntailmentVerifier']
+           'LLMSummarizer', 'LLMConfidenceRestater', 'LLMClaimDecomposer', 'LLMClaimVerifier', 'BM25',
+           'EntailmentVerifier']
 
 # %% ../nbs/33_llm_roles.ipynb #14e12999
 JUDGE_PARAMS = SamplingParams(temperature=0.2, max_new_tokens=512, seed=0)
@@ -144,6 +145,21 @@ class LLMSummarizer(LLMJudge, Summarizer):
         out = [None] * len(prompts)
         for i, reply in zip(asked, replies): out[i] = reply
         return self._counted(out)
+
+# %% ../nbs/33_llm_roles.ipynb #6e5aa483
+class LLMConfidenceRestater(LLMJudge, ConfidenceRestater):
+    "The same paragraph stated plainly or hedged, rewritten by a prompted model."
+    templates = (RESTATE_CONFIDENCE,)
+
+    def __init__(self, backend, params=None, max_reasks=2, chat=True):
+        super().__init__(backend, params or SUMMARY_PARAMS, max_reasks, chat)
+
+    def spec(self) -> dict: return {**super().spec(), "instructions": stable_hash(RESTATE_INSTRUCTIONS)}
+
+    def restate(self, paragraphs, level):
+        self._check_level(level)
+        prompts = [self.template.render(instruction=RESTATE_INSTRUCTIONS[level], paragraph=z) for z in paragraphs]
+        return self._counted(self.ask(prompts, parse_summary))
 
 # %% ../nbs/33_llm_roles.ipynb #82743c7c
 class LLMClaimDecomposer(LLMJudge, ClaimDecomposer):

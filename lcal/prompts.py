@@ -13,9 +13,9 @@ from typing import Any, Optional
 
 # %% auto #0
 __all__ = ['EXTRACT_ANSWERS', 'FORECAST_PROBABILITY', 'CHECK_EQUIVALENCE', 'DECOMPOSE_CLAIMS', 'WORDS_OF_ESTIMATIVE_PROBABILITY',
-           'VERIFY_CLAIM', 'SUMMARIZE_SAMPLES', 'strings_in', 'PromptTemplate', 'find_json', 'parse_answers',
-           'parse_probability', 'format_equivalence_items', 'parse_verdicts', 'hedge_probability', 'parse_claims',
-           'parse_support', 'format_drafts', 'parse_summary']
+           'VERIFY_CLAIM', 'SUMMARIZE_SAMPLES', 'RESTATE_CONFIDENCE', 'RESTATE_INSTRUCTIONS', 'strings_in',
+           'PromptTemplate', 'find_json', 'parse_answers', 'parse_probability', 'format_equivalence_items',
+           'parse_verdicts', 'hedge_probability', 'parse_claims', 'parse_support', 'format_drafts', 'parse_summary']
 
 # %% ../nbs/32_prompts.ipynb #ad227bd3
 def strings_in(value: Any) -> set[str]:
@@ -273,7 +273,7 @@ def format_drafts(samples) -> str:
 # %% ../nbs/32_prompts.ipynb #50da4d74
 _FENCE = re.compile(r"```[\w-]*[ \t]*\n?(.*?)```", re.DOTALL)
 _PREAMBLE = re.compile(r"^(?:\*\*|__)?(?:here(?:'s| is)\b[^:\n]{0,80}"
-                       r"|(?:(?:the|my)\s+)?(?:(?:final|merged|combined|consensus)\s+)?"
+                       r"|(?:(?:the|my)\s+)?(?:(?:final|merged|combined|consensus|rewritten|revised)\s+)?"
                        r"(?:summary|paragraph|answer|response|statement))\s*(?:\*\*|__)?\s*:\s*(?:\*\*|__)?\s*",
                        re.IGNORECASE)
 _REFUSAL = re.compile(r"^(?:i'?m sorry|i am sorry|sorry\b|i cannot\b|i can'?t\b|i can not\b|i'?m (?:not able|unable)"
@@ -297,3 +297,20 @@ def parse_summary(reply: str | None) -> Optional[str]:
     if close and len(text) > 1 and text.endswith(close) and close not in text[1:-1]: text = text[1:-1].strip()
     if not re.search(r"[^\W\d_]{2}", text) or _REFUSAL.match(text.replace("\u2019", "'")): return None
     return text
+
+# %% ../nbs/32_prompts.ipynb #2399cd79
+RESTATE_CONFIDENCE = PromptTemplate("restate_confidence", """\
+Rewrite the paragraph below. $instruction
+Keep every claim, name, date and number it contains, add none, and change nothing else: same order, same wording
+wherever the confidence is not concerned.
+
+Paragraph: $paragraph
+
+Reply with the rewritten paragraph only.""", version=1)
+
+RESTATE_INSTRUCTIONS = {
+    "plain": "State every claim as certain: remove each word or phrase that says how sure it is (probably, likely, "
+             "possibly, unlikely, perhaps, percentages). Where it offers alternatives for one point, keep only the first.",
+    "hedged": "State every claim it makes with certainty as likely but not certain, with the word \"probably\" or "
+              "\"likely\". Leave claims that are already hedged as they are.",
+}

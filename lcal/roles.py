@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 # %% auto #0
-__all__ = ['Role', 'AnswerExtractor', 'ProbabilityForecaster', 'EquivalenceJudge', 'Summarizer', 'Claim', 'ClaimDecomposer',
-           'ClaimVerifier', 'Entailer', 'QuestionWriter', 'RatingJudge', 'RankingJudge', 'rebuilt_role']
+__all__ = ['Role', 'AnswerExtractor', 'ProbabilityForecaster', 'EquivalenceJudge', 'Summarizer', 'ConfidenceRestater', 'Claim',
+           'ClaimDecomposer', 'ClaimVerifier', 'Entailer', 'QuestionWriter', 'RatingJudge', 'RankingJudge',
+           'rebuilt_role']
 
 # %% ../nbs/05_roles.ipynb #40b6a140
 class Role(ABC):
@@ -64,6 +65,20 @@ class Summarizer(Role):
 
     @abstractmethod
     def summarize(self, prompts: Sequence[str], samples: Sequence[Sequence[str]]) -> list[Optional[str]]: ...
+
+
+class ConfidenceRestater(Role):
+    """The same paragraph with every claim at another stated confidence: `plain` states each claim as certain (hedges
+    dropped; of alternatives, the first), `hedged` states each certain claim as likely. None where it cannot."""
+    name = "confidence_restater"
+    levels = ("plain", "hedged")
+
+    @abstractmethod
+    def restate(self, paragraphs: Sequence[str], level: str) -> list[Optional[str]]: ...
+
+    def _check_level(self, level: str) -> None:
+        if level not in self.levels:
+            raise ValueError(f"{type(self).__name__}: unknown level {level!r}; choose from {', '.join(self.levels)}")
 
 # %% ../nbs/05_roles.ipynb #eafb05d5
 @dataclass

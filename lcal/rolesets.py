@@ -48,6 +48,7 @@ class RoleSet:
     question_writer: Any = None  # QuestionWriter
     rating: Any = None           # RatingJudge
     ranking: Any = None          # RankingJudge
+    restater: Any = None         # ConfidenceRestater
 
     def roles(self) -> dict:
         "The roles that are set, by name."
@@ -83,7 +84,8 @@ def _llm_roles(spec: str, params, max_new_tokens: int, max_reasks: int = 2, chat
     from lcal.entailment import LLMEntailer
     from lcal.feedback_judges import LLMRankingJudge, LLMRatingJudge
     from lcal.llm_roles import (JUDGE_PARAMS, SUMMARY_PARAMS, LLMAnswerExtractor, LLMClaimDecomposer,
-                                LLMClaimVerifier, LLMEquivalenceJudge, LLMForecaster, LLMSummarizer)
+                                LLMClaimVerifier, LLMConfidenceRestater, LLMEquivalenceJudge, LLMForecaster,
+                                LLMSummarizer)
     backend = get_backend(spec, **{"cache": True, **backend_kw})
     judge_params = params or dataclasses.replace(JUDGE_PARAMS, max_new_tokens=max_new_tokens)
     summary_params = params or dataclasses.replace(SUMMARY_PARAMS, max_new_tokens=max_new_tokens)
@@ -97,6 +99,7 @@ def _llm_roles(spec: str, params, max_new_tokens: int, max_reasks: int = 2, chat
         rating=LLMRatingJudge(backend, judge_params, **common),
         ranking=LLMRankingJudge(backend, judge_params, **common),
         entailer=LLMEntailer(backend, judge_params, **common),
+        restater=LLMConfidenceRestater(backend, summary_params, **common),
         verifier=None if knowledge is None else LLMClaimVerifier(backend, knowledge, judge_params,
                                                                  knowledge_name=knowledge_name, **common))
 

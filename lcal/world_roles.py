@@ -15,14 +15,15 @@ from typing import Optional, Sequence
 from .core import from_jsonable, to_jsonable
 
 from .roles import (AnswerExtractor, Claim, ClaimDecomposer, ClaimVerifier, EquivalenceJudge, Entailer,
-                        ProbabilityForecaster, QuestionWriter, RankingJudge, RatingJudge, Summarizer)
+                        ConfidenceRestater, ProbabilityForecaster, QuestionWriter, RankingJudge, RatingJudge,
+                        Summarizer)
 from .world import ATTRIBUTES, ConfidenceLexicon, World, WorldConfig, build_world, words
 
 # %% auto #0
-__all__ = ['SUMMARY_SHARES', 'canonical_value', 'WorldRole', 'WorldEquivalenceJudge', 'Reading', 'WorldReader', 'summary_level',
-           'WorldSummarizer', 'summary_calibration', 'WorldClaimDecomposer', 'WorldClaimVerifier', 'WorldEntailer',
-           'WorldQuestionWriter', 'ResponseFeatures', 'response_features', 'latent_quality', 'WorldRatingJudge',
-           'WorldRankingJudge', 'world_role']
+__all__ = ['SUMMARY_SHARES', 'canonical_value', 'WorldRole', 'WorldEquivalenceJudge', 'Reading', 'WorldReader', 'decoded_form',
+           'WorldConfidenceRestater', 'summary_level', 'WorldSummarizer', 'summary_calibration', 'WorldClaimDecomposer',
+           'WorldClaimVerifier', 'WorldEntailer', 'WorldQuestionWriter', 'ResponseFeatures', 'response_features',
+           'latent_quality', 'WorldRatingJudge', 'WorldRankingJudge', 'world_role']
 
 # %% ../nbs/22_world_roles.ipynb #f7a63ddc
 def canonical_value(world: World, attribute: str, text: str) -> Optional[str]:
@@ -142,6 +143,36 @@ class WorldReader(WorldRole, AnswerExtractor, ProbabilityForecaster):
             if reading is None or answer is None: self.failures += 1; out.append(None); continue
             out.append(self.probability(reading, answer))
         return out
+
+# %% ../nbs/22_world_roles.ipynb #3f2bce2e
+def decoded_form(text: str) -> str:
+    "Controlled-language text as a tokenizer's decode writes it (transformers' clean-up: no space before . , ! ?)."
+    return re.sub(r" ([.,!?])", r"\1", text)
+
+
+class WorldConfidenceRestater(WorldRole, ConfidenceRestater):
+    "Each attribute sentence of a paragraph restated at the level asked; the subject carries over as `World.parse` reads it."
+    name = "world_confidence_restater"
+    target = {"plain": "certain", "hedged": "likely"}
+
+    def restate(self, paragraphs, level):
+        self._check_level(level)
+        return [None if z is None else self._restated(z, level) for z in paragraphs]
+
+    def _restated(self, paragraph: str, level: str) -> str:
+        out, subject = [], None
+        for sentence in re.split(r"(?<=[.!?;])\s+", paragraph.strip()):
+            stated = [s for s in self.world.parse(sentence, subject=subject) if s.values and s.entity_id is not None]
+            if stated: subject = stated[-1].entity_id
+            as_asked = all(s.level == "certain" and len(s.values) == 1 for s in stated) if level == "plain" \
+                else any(s.level != "certain" for s in stated)
+            if not stated or as_asked:  # already at the level (or a hedged sentence when hedging): kept as written
+                out.append(sentence)
+                continue
+            out.extend(decoded_form(self.world.statement(s.entity_id, s.attribute,
+                                                         s.values[:1] if level == "plain" else s.values,
+                                                         self.target[level])) for s in stated)
+        return " ".join(out)
 
 # %% ../nbs/22_world_roles.ipynb #27f586e1
 SUMMARY_SHARES = {"certain": 7 / 8, "likely": 5 / 8, "possible": 3 / 8, "unlikely": 0.0}

@@ -58,7 +58,7 @@ class WorldSource(Source):
                        judge=w.WorldEquivalenceJudge(self.world), decomposer=w.WorldClaimDecomposer(self.world),
                        verifier=w.WorldClaimVerifier(self.world), entailer=w.WorldEntailer(self.world),
                        question_writer=w.WorldQuestionWriter(self.world), rating=w.WorldRatingJudge(self.world),
-                       ranking=w.WorldRankingJudge(self.world))
+                       ranking=w.WorldRankingJudge(self.world), restater=w.WorldConfidenceRestater(self.world))
 
     def answer_prompt(self) -> str: return "world"
 

@@ -87,4 +87,10 @@ class ScriptedJudge(Backend):
             evidence, claim = prompt.split("Evidence:\n")[1].split("\n\nClaim: ")
             value = claim.splitlines()[0].split()[-1]
             return '{"verdict": "supported"}' if value in evidence else '{"verdict": "not supported"}'
+        if prompt.startswith("Rewrite the paragraph"):
+            self.asked["restate"] += 1
+            paragraph = re.search(r"Paragraph: (.*)", prompt).group(1)
+            if "State every claim as certain" in prompt:
+                return re.sub(r" \(\d+%\)", "", paragraph).replace("probably ", "")
+            return paragraph if "%" in paragraph else paragraph.replace(" was ", " was probably ")
         raise AssertionError(f"unexpected prompt: {prompt[:60]}")

@@ -43,9 +43,14 @@ def demo_run(tmp_path_factory):
 def test_demo_writes_results_schema_and_figures(demo_run):
     root, results = demo_run
     on_disk = json.loads((root / "figures" / "results.json").read_text())
-    assert set(on_disk) == {"methods", "seconds", "wrong_person_claims", "reader_audit"} and on_disk["seconds"] > 0
+    assert set(on_disk) == {"methods", "seconds", "wrong_person_claims", "reader_audit", "hedge_audit"}
+    assert on_disk["seconds"] > 0
     assert set(on_disk["reader_audit"]) == {"lc_sft", *DEGENERATIONS}  # the LC reward is log p - λ·excess + 5
     assert all(-20 < reward <= 5 for reward in on_disk["reader_audit"].values())
+    hedges = on_disk["hedge_audit"]  # LC SFT's held-out paragraphs that hedge, as written and restated plainly
+    assert set(hedges) == {"paragraphs", "surrogate", "evaluation"} and 0 <= hedges["paragraphs"] <= 300
+    if hedges["paragraphs"]:
+        assert all(-20 < hedges[r][form] <= 5 for r in ("surrogate", "evaluation") for form in ("written", "plain"))
     assert set(on_disk["wrong_person_claims"]) == set(METHODS)
     assert all(0 <= share <= 1 for share in on_disk["wrong_person_claims"].values())
     assert list(on_disk["methods"]) == list(LCConfig().methods) and set(on_disk["methods"]) == set(METHODS)
@@ -66,6 +71,7 @@ def test_stages_leave_reader_data_curves_and_manifests(demo_run):
     assert rows and {"question_id", "lc_sft_generated_paragraph", "lc_sft_ground_truth_and_extracted_answers",
                      "lc_sft_forecasted_probs", "factuality_sft_generated_paragraph",
                      "factuality_sft_binary_correctness"} <= set(rows[0])
+    assert {row.get("restated") for row in rows} == {None, "plain", "hedged"}  # restated by the world's restater
     for row in rows:
         assert len(row["lc_sft_ground_truth_and_extracted_answers"]) == len(row["lc_sft_forecasted_probs"])
         assert row["factuality_sft_binary_correctness"] in (0, 1)

@@ -104,7 +104,8 @@ def test_lc_chain_on_real_inputs_with_llm_roles_and_resume(tiny_lm_dir, judge_se
 
     # stage 4: reader data in the `reward_model_training` schema, one row per RL question and paragraph
     every_row = read_jsonl(run_dir / "reader_data" / "reward_model_training.jsonl")
-    rows = [r for r in every_row if not r.get("degenerate")]  # plus rows of degenerate paragraphs, labelled alike
+    rows = [r for r in every_row if not r.get("degenerate") and not r.get("restated")]  # plus degenerate and restated
+    restated = [r for r in every_row if r.get("restated")]                # paragraphs, labelled alike
     rl_questions = [x.question_id for q in source.queries("rl") for x in q.questions]
     assert rl_questions == ["tq_fx_002"] and [r["question_id"] for r in rows] == rl_questions * 2
     assert len(every_row) > len(rows) and all(r["question_id"] == "tq_fx_002" for r in every_row)
@@ -114,6 +115,10 @@ def test_lc_chain_on_real_inputs_with_llm_roles_and_resume(tiny_lm_dir, judge_se
         assert len(row["lc_sft_ground_truth_and_extracted_answers"]) == len(row["lc_sft_forecasted_probs"])
         assert row["factuality_sft_binary_correctness"] in (0, 1)
     assert judge.asked["extract"] > 0 and judge.asked["forecast"] > 0
+    # the restater, asked through the server, gave each picked paragraph plainly and hedged, labelled like the rest
+    assert judge.asked["restate"] > 0 and {r["restated"] for r in restated} == {"plain", "hedged"}
+    plain = [r["lc_sft_generated_paragraph"] for r in restated if r["restated"] == "plain"]
+    assert plain and not any("%" in z or "probably" in z for z in plain)
 
     # stage 6: both RL runs wrote a policy and a two-step reward curve
     for name in ("lc_rl_ppo", "factuality_rl_ppo"):

@@ -39,6 +39,9 @@ class Model:
         self.prompts.append(prompt)
         if prompt.startswith("You read a paragraph"):                        # the answer extractor
             return json.dumps({"answers": re.findall(r"born in (\w+)", prompt.split("Paragraph:")[1])})
+        if prompt.startswith("Rewrite the paragraph"):                       # the restater, asked for plain claims
+            paragraph = re.search(r"Paragraph: (.*)", prompt).group(1)
+            return "Rewritten paragraph:\n\n" + re.sub(r" \(about \d+% likely\)", "", paragraph)
         request = re.search(r"Request: (.*)", prompt)
         if request is None: return None                                       # anything else: the default echo
         if "Cleo" in request.group(1): return "I'm sorry, but I can't help with that."
@@ -77,13 +80,15 @@ def test_build_roles_on_an_api_backend(tmp_path):
         roles = roles_on("openai", server, tmp_path, max_new_tokens=300)
         spec = roles.spec()
         assert set(spec) == {"summarizer", "extractor", "forecaster", "judge", "decomposer", "rating", "ranking",
-                             "entailer"}
+                             "entailer", "restater"}
         assert {s["backend"] for s in spec.values()} == {"openai:judge-model"}
         assert spec["summarizer"]["prompt"] == "summarize_samples/v1"
         assert spec["summarizer"]["params"]["max_new_tokens"] == spec["judge"]["params"]["max_new_tokens"] == 300
         assert roles.summarizer.backend is roles.extractor.backend
         assert roles.extractor.extract(["Where was Ada born?"], ["Ada was born in Qorvath or born in Vell."]) \
             == [["Qorvath", "Vell"]]
+        assert roles.restater.restate([PARAGRAPH], "plain") \
+            == ["Ada Brisk was born in Qorvath, though one account places her birth in Lindmere."]
         with pytest.raises(ValueError, match="missing role.*verifier"): roles.need("verifier")
         assert build_roles("openai:judge-model", base_url=server.url + "/v1", cache=False,
                            knowledge=lambda topic, claim: []).verifier is not None
