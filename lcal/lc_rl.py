@@ -14,9 +14,9 @@ from .rolesets import role_spec
 from .sources import Query
 
 # %% auto #0
-__all__ = ['RL_REWARDS', 'HELDOUT_ROLES', 'ParagraphReward', 'rl_rows', 'factuality_scorer', 'lc_scorer', 'LCRewardSettings',
-           'reward_function', 'rl_stage_name', 'rl_stage', 'judged_correct_scorer', 'heldout_split', 'heldout_scorer',
-           'heldout_monitor', 'reader_audit', 'hedge_audit']
+__all__ = ['RL_REWARDS', 'HELDOUT_ROLES', 'HELDOUT_SPLIT', 'ParagraphReward', 'rl_rows', 'factuality_scorer', 'lc_scorer',
+           'LCRewardSettings', 'reward_function', 'rl_stage_name', 'rl_stage', 'judged_correct_scorer', 'heldout_split',
+           'heldout_scorer', 'heldout_monitor', 'reader_audit', 'hedge_audit']
 
 # %% ../nbs/54_lc_rl.ipynb #de8eb8c2
 class ParagraphReward:
@@ -97,7 +97,7 @@ def rl_stage(p, method: str, init: str, reward: str) -> Path:
     settings = {"rl": s, "reward": p.config.lc_reward if reward == "lc" else None, "marks": p.config.reader.marks_answers}
     if heldout:  # the monitor's settings are in `s`; its judges are these
         settings["heldout_roles"] = {name: role_spec(getattr(roles, name)) for name in HELDOUT_ROLES[reward]}
-        settings["heldout_rule"] = HELDOUT_RULE
+        settings["heldout_rule"], settings["heldout_split"] = HELDOUT_RULE, HELDOUT_SPLIT
     inputs = {"init": start, "source": p.source.key(), **{name: m for name, m in zip(RL_REWARDS[reward], models)}}
     return p.stage(rl_stage_name(method, s.algorithm), settings, build, inputs)
 
@@ -117,10 +117,14 @@ def judged_correct_scorer(extractor, judge):
     return score
 
 
+HELDOUT_SPLIT = "evenly spaced"  # which RL queries the watch holds out (RL stages keep it in their key)
+
+
 def heldout_split(queries: Sequence[Query], n: int) -> tuple[list[Query], list[Query]]:
-    "The RL training queries and the held-out ones: the last `n` of the split, but at most half of it."
+    "The RL training queries and the held-out ones: `n` (at most half) evenly spaced over the split, whatever its order."
     n = min(n, len(queries) // 2)
-    return (list(queries[:-n]), list(queries[-n:])) if n else (list(queries), [])
+    held = sorted({int((k + 0.5) * len(queries) / n) for k in range(n)}) if n else []
+    return [q for i, q in enumerate(queries) if i not in set(held)], [queries[i] for i in held]
 
 
 def heldout_scorer(p, kind: str):
