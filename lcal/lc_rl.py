@@ -123,8 +123,8 @@ HELDOUT_SPLIT = "evenly spaced"  # which RL queries the watch holds out (RL stag
 def heldout_split(queries: Sequence[Query], n: int) -> tuple[list[Query], list[Query]]:
     "The RL training queries and the held-out ones: `n` (at most half) evenly spaced over the split, whatever its order."
     n = min(n, len(queries) // 2)
-    held = sorted({int((k + 0.5) * len(queries) / n) for k in range(n)}) if n else []
-    return [q for i, q in enumerate(queries) if i not in set(held)], [queries[i] for i in held]
+    held = {int((k + 0.5) * len(queries) / n) for k in range(n)} if n else set()
+    return [q for i, q in enumerate(queries) if i not in held], [queries[i] for i in sorted(held)]
 
 
 def heldout_scorer(p, kind: str):
